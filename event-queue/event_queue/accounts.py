@@ -1,0 +1,101 @@
+"""The accounts file: the allow-list of tradable accounts and their command defaults.
+
+Shared by the broker (webhook validation), the management service (manual events) and the processor
+(defaults for a rebalance), so that all three accept exactly the same accounts.
+
+```yaml
+accounts:
+  - account_id: DU1234567
+    enabled: true
+    strategy: balanced
+    cash_reserve_percent: 2.0
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from event_queue.events import validate_account_id
+
+
+class AccountsFileError(ValueError):
+    """The accounts file is missing or invalid; the message names the file and the bad entry."""
+
+
+class UnknownAccount(ValueError):
+    """The account is not in the accounts file."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"account {account_id!r} is not in the accounts file")
+        self.account_id = account_id
+
+
+class AccountDisabled(ValueError):
+    """The account is in the accounts file but disabled."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"account {account_id!r} is disabled in the accounts file")
+        self.account_id = account_id
+
+
+class Account(BaseModel):
+    """One tradable account and its defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account_id: str
+    enabled: bool = True
+    strategy: str | None = None
+    cash_reserve_percent: float = Field(default=0.0, ge=0, le=100)
+
+    _check_account = field_validator("account_id")(validate_account_id)
+
+
+class Accounts(BaseModel):
+    """The parsed accounts file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    accounts: list[Account] = Field(default_factory=list)
+
+    @field_validator("accounts")
+    @classmethod
+    def _unique(cls, accounts: list[Account]) -> list[Account]:
+        ids = [a.account_id for a in accounts]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"account ids listed twice: {', '.join(duplicates)}")
+        return accounts
+
+    def get(self, account_id: str) -> Account | None:
+        return next((a for a in self.accounts if a.account_id == account_id), None)
+
+    def require_enabled(self, account_id: str) -> Account:
+        """The account, or UnknownAccount / AccountDisabled."""
+        account = self.get(account_id)
+        if account is None:
+            raise UnknownAccount(account_id)
+        if not account.enabled:
+            raise AccountDisabled(account_id)
+        return account
+
+
+def load_accounts(path: str | Path) -> Accounts:
+    """Read and validate an accounts file; AccountsFileError names what is wrong."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise AccountsFileError(f"cannot read accounts file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise AccountsFileError(f"accounts file {path} is not valid YAML: {exc}") from exc
+    try:
+        return Accounts.model_validate(raw)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise AccountsFileError(f"accounts file {path} is invalid: {details}") from exc

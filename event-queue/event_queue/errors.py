@@ -1,0 +1,49 @@
+"""The few named errors of the queue contract; each carries the data a caller needs."""
+
+from __future__ import annotations
+
+
+class QueueError(Exception):
+    """Base class of every error raised by :mod:`event_queue`."""
+
+
+class EventNotFound(QueueError):
+    """No live event has this id."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"event {event_id} not found")
+        self.event_id = event_id
+
+
+class EventProcessing(QueueError):
+    """The event is claimed by a processor; it cannot be deleted or moved now."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"event {event_id} is being processed")
+        self.event_id = event_id
+
+
+class EventNotWaiting(QueueError):
+    """The event is not waiting for a retry, so there is nothing to retry now."""
+
+    def __init__(self, event_id: str, state: str) -> None:
+        super().__init__(f"event {event_id} is {state}, not waiting for a retry")
+        self.event_id = event_id
+        self.state = state
+
+
+class LeaseLost(QueueError):
+    """The caller no longer owns the event: its lease expired and it was reaped or re-claimed."""
+
+    def __init__(self, event_id: str, consumer_id: str) -> None:
+        super().__init__(f"consumer {consumer_id} no longer holds event {event_id}")
+        self.event_id = event_id
+        self.consumer_id = consumer_id
+
+
+class QueueUnavailable(QueueError):
+    """Redis could not be reached or did not answer in time. Services answer 503."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"queue unavailable: {reason}")
+        self.reason = reason

@@ -1,0 +1,173 @@
+"""The event model and its Redis hash (de)serialisation.
+
+An event is stored as one hash (see :func:`event_queue.keys.event`). Times are kept in the hash as
+milliseconds of the Redis clock, because the Lua scripts stamp them; the model exposes UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from event_queue.keys import dedup_key
+
+ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+
+
+class ExecCommand(StrEnum):
+    """The commands a webhook can ask for. There is no ``health`` command (the plan removed it)."""
+
+    REBALANCE = "rebalance"
+    PRINT_REBALANCE = "print-rebalance"
+    PRINT_POSITIONS = "print-positions"
+    PRINT_EQUITY = "print-equity"
+    PRINT_ORDERS = "print-orders"
+    CANCEL_ORDERS = "cancel-orders"
+
+
+class EventState(StrEnum):
+    """Where a live event is: ready in the queue, claimed by a processor, or waiting to retry."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    RETRY_WAIT = "retry_wait"
+
+
+def validate_account_id(value: str) -> str:
+    """Account ids are short and may not contain ':' (the dedup key separator) or spaces."""
+    if not ACCOUNT_ID_PATTERN.match(value):
+        raise ValueError(
+            "account_id must be 1-32 characters of letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+class NewEvent(BaseModel):
+    """What a caller asks to enqueue. The queue assigns the id, times and state."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account_id: str
+    exec_command: ExecCommand
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    _check_account = field_validator("account_id")(validate_account_id)
+
+    @property
+    def dedup_key(self) -> str:
+        return dedup_key(self.account_id, self.exec_command.value)
+
+
+class Event(BaseModel):
+    """A live event as stored in Redis.
+
+    ``exec_command`` is kept as the stored string so that a record written by hand (or by an older
+    version) with an unknown command stays readable and visible; ``malformed`` says what was wrong
+    with a record that did not decode cleanly.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    account_id: str
+    exec_command: str
+    times_queued: int = 1
+    created_at: datetime
+    data: dict[str, Any] = Field(default_factory=dict)
+    state: EventState = EventState.QUEUED
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    result: Any = None
+    consumer: str | None = None
+    idempotency_key: str | None = None
+    malformed: str | None = None
+
+    @property
+    def dedup_key(self) -> str:
+        return dedup_key(self.account_id, self.exec_command)
+
+    @property
+    def command(self) -> ExecCommand | None:
+        """The command as an :class:`ExecCommand`, or None when the stored value is unknown."""
+        try:
+            return ExecCommand(self.exec_command)
+        except ValueError:
+            return None
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def datetime_to_ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def encode_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def _optional_ms(raw: str | None) -> datetime | None:
+    return ms_to_datetime(int(raw)) if raw else None
+
+
+def _decode_json(raw: str | None, default: Any) -> Any:
+    return json.loads(raw) if raw else default
+
+
+def decode_event(event_id: str, fields: dict[str, str]) -> Event:
+    """Build an :class:`Event` from its hash; never raises for a malformed record.
+
+    A record that does not decode is returned with the fields that could be read and ``malformed``
+    set, so that operators can still see it and processors can fail it like any other event.
+    """
+    try:
+        return Event(
+            event_id=event_id,
+            account_id=fields["account_id"],
+            exec_command=fields["exec_command"],
+            times_queued=int(fields.get("times_queued") or 1),
+            created_at=ms_to_datetime(int(fields["created_at"])),
+            data=_decode_json(fields.get("data"), {}),
+            state=EventState(fields.get("state") or EventState.QUEUED),
+            last_error=fields.get("last_error") or None,
+            next_attempt_at=_optional_ms(fields.get("next_attempt_at")),
+            result=_decode_json(fields.get("result"), None),
+            consumer=fields.get("consumer") or None,
+            idempotency_key=fields.get("idempotency_key") or None,
+        )
+    except (KeyError, ValueError, TypeError, ValidationError) as exc:
+        return _malformed(event_id, fields, exc)
+
+
+def _malformed(event_id: str, fields: dict[str, str], exc: Exception) -> Event:
+    def safe_int(raw: str | None, default: int) -> int:
+        try:
+            return int(raw) if raw else default
+        except ValueError:
+            return default
+
+    reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    state = fields.get("state") or EventState.QUEUED
+    return Event(
+        event_id=event_id,
+        account_id=fields.get("account_id", ""),
+        exec_command=fields.get("exec_command", ""),
+        times_queued=safe_int(fields.get("times_queued"), 1),
+        created_at=ms_to_datetime(safe_int(fields.get("created_at"), 0)),
+        state=EventState(state) if state in EventState.__members__.values() else EventState.QUEUED,
+        last_error=fields.get("last_error") or None,
+        consumer=fields.get("consumer") or None,
+        malformed=reason,
+    )

@@ -1,0 +1,102 @@
+"""Consistency checks of the whole queue state; they scan, so they are for tests and diagnosis only.
+
+The central invariant: each dedup key in ``active_events`` belongs to exactly one live event, and each
+live event's key is present. The other checks keep the areas and indexes exact.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import redis.asyncio as aioredis
+
+from event_queue import keys
+
+
+async def violations(redis: aioredis.Redis) -> list[str]:
+    """Every way the stored state breaks the contract (empty when consistent)."""
+    events = await _live_events(redis)
+    active = set(await redis.smembers(keys.ACTIVE_EVENTS))  # type: ignore[misc]
+    index = await redis.hgetall(keys.DEDUP_INDEX)  # type: ignore[misc]
+    problems = _check_dedup(events, active, index)
+    problems += await _check_areas(redis, events)
+    problems += await _check_indexes(redis, events)
+    return problems
+
+
+async def assert_consistent(redis: aioredis.Redis) -> None:
+    """Raise AssertionError listing every violation."""
+    problems = await violations(redis)
+    assert not problems, "queue invariants violated:\n" + "\n".join(problems)
+
+
+async def _live_events(redis: aioredis.Redis) -> dict[str, dict[str, str]]:
+    events: dict[str, dict[str, str]] = {}
+    async for key in redis.scan_iter(match=keys.event_pattern(), count=1000):
+        events[key.removeprefix(keys.event(""))] = await redis.hgetall(key)  # type: ignore[misc]
+    return events
+
+
+def _check_dedup(
+    events: dict[str, dict[str, str]], active: set[str], index: dict[str, str]
+) -> list[str]:
+    problems = []
+    if active != set(index):
+        problems.append(f"active_events and dedup index differ: {sorted(active ^ set(index))}")
+    owners = Counter(e.get("dedup_key", "") for e in events.values())
+    for key, event_id in index.items():
+        record = events.get(event_id)
+        if record is None:
+            problems.append(f"dedup key {key} points at missing event {event_id}")
+        elif record.get("dedup_key") != key:
+            problems.append(f"dedup key {key} points at {event_id} whose key is different")
+    for key, count in owners.items():
+        if count > 1:
+            problems.append(f"dedup key {key} belongs to {count} live events")
+    for event_id, record in events.items():
+        key = record.get("dedup_key", "")
+        if key not in active or index.get(key) != event_id:
+            problems.append(f"live event {event_id} has no active dedup key {key!r}")
+    return problems
+
+
+async def _check_areas(redis: aioredis.Redis, events: dict[str, dict[str, str]]) -> list[str]:
+    queued = await redis.lrange(keys.QUEUE, 0, -1)  # type: ignore[misc]
+    processing = await redis.lrange(keys.PROCESSING, 0, -1)  # type: ignore[misc]
+    retry = await redis.zrange(keys.RETRY_WAIT, 0, -1)
+    placed = Counter([*queued, *processing, *retry])
+    problems = [f"event {i} is placed {n} times" for i, n in placed.items() if n > 1]
+    problems += [f"area holds unknown event {i}" for i in placed if i not in events]
+    expected = {"queued": set(queued), "retry_wait": set(retry), "processing": set(processing)}
+    for event_id, record in events.items():
+        state = record.get("state", "")
+        if event_id not in placed:
+            problems.append(f"event {event_id} ({state}) is in no area: lost")
+        elif event_id not in expected.get(state, set()) and not (
+            state == "queued" and event_id in expected["processing"]  # claimed, lease pending
+        ):
+            problems.append(f"event {event_id} has state {state} but sits elsewhere")
+    return problems
+
+
+async def _check_indexes(redis: aioredis.Redis, events: dict[str, dict[str, str]]) -> list[str]:
+    problems = []
+    requeued = dict(await redis.zrange(keys.REQUEUED, 0, -1, withscores=True))
+    want_requeued = {
+        i: float(r["times_queued"]) for i, r in events.items() if int(r.get("times_queued", 1)) > 1
+    }
+    if requeued != want_requeued:
+        problems.append(f"requeued index {requeued} != events with times_queued > 1 "
+                        f"{want_requeued}")
+    if set(await redis.zrange(keys.EVENTS_ALL, 0, -1)) != set(events):
+        problems.append("events:all index differs from the live events")
+    for event_id, record in events.items():
+        account, command = record.get("account_id", ""), record.get("exec_command", "")
+        if await redis.zscore(keys.by_account(account), event_id) is None:
+            problems.append(f"event {event_id} missing from its account index")
+        if await redis.zscore(keys.by_command(command), event_id) is None:
+            problems.append(f"event {event_id} missing from its command index")
+    leases = set(await redis.zrange(keys.LEASES, 0, -1))
+    processing = set(await redis.lrange(keys.PROCESSING, 0, -1))  # type: ignore[misc]
+    problems += [f"lease for {i} which is not processing" for i in leases - processing]
+    return problems

@@ -1,0 +1,248 @@
+"""Claim, lease, renew, complete, fail, promote, reap and release on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from event_queue import Event, EventQueue, EventState, ExecCommand, LeaseLost, NewEvent, keys
+
+
+async def enqueue_and_claim(queue: EventQueue, account: str = "DU1", consumer: str = "c1") -> Event:
+    await queue.enqueue(NewEvent(account_id=account, exec_command=ExecCommand.REBALANCE))
+    event = await queue.claim(consumer, timeout=1)
+    assert event is not None
+    return event
+
+
+async def test_claim_takes_events_in_fifo_order_under_a_lease(queue: EventQueue) -> None:
+    ids = [
+        (await queue.enqueue(NewEvent(account_id=f"DU{i}", exec_command=ExecCommand.REBALANCE)))
+        .event_id
+        for i in range(3)
+    ]
+    claimed = [await queue.claim("c1", timeout=1) for _ in ids]
+
+    assert [e.event_id for e in claimed if e] == ids
+    assert all(e and e.state is EventState.PROCESSING and e.consumer == "c1" for e in claimed)
+    assert await queue.redis.llen(keys.PROCESSING) == 3
+    assert await queue.redis.zcard(keys.LEASES) == 3
+
+
+async def test_claim_returns_none_after_its_timeout(queue: EventQueue) -> None:
+    assert await queue.claim("c1", timeout=0.1) is None
+
+
+async def test_a_waiting_claim_wakes_on_enqueue(queue: EventQueue) -> None:
+    waiter = asyncio.create_task(queue.claim("c1", timeout=5))
+    await asyncio.sleep(0.05)
+    result = await queue.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.PRINT_EQUITY))
+
+    event = await asyncio.wait_for(waiter, 2)
+    assert event is not None and event.event_id == result.event_id
+
+
+async def test_complete_removes_event_and_dedup_key_and_keeps_history(queue: EventQueue) -> None:
+    event = await enqueue_and_claim(queue)
+
+    assert await queue.complete(event, "c1", {"orders": 2}) == "completed"
+
+    assert await queue.redis.exists(keys.event(event.event_id)) == 0
+    assert await queue.redis.scard(keys.ACTIVE_EVENTS) == 0
+    (entry,) = await queue.history()
+    assert entry["event_id"] == event.event_id
+    assert entry["outcome"] == "completed"
+    assert entry["result"] == {"orders": 2}
+    again = await queue.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE))
+    assert not again.duplicate
+
+
+async def test_history_is_capped(redis_url: str) -> None:
+    q = EventQueue.from_url(redis_url, history_limit=3)
+    for i in range(5):
+        event = await enqueue_and_claim(q, account=f"DU{i}")
+        await q.complete(event, "c1")
+    history = await q.history(limit=10)
+    await q.close()
+
+    assert [h["account_id"] for h in history] == ["DU4", "DU3", "DU2"]
+
+
+async def test_fail_counts_keeps_dedup_key_and_waits_requeue_delay(queue: EventQueue) -> None:
+    event = await enqueue_and_claim(queue)
+
+    times, due = await queue.fail(event, "c1", "IBKR down", requeue_delay=0.3)
+
+    assert times == 2
+    stored = await queue.get(event.event_id)
+    assert stored.state is EventState.RETRY_WAIT
+    assert stored.last_error == "IBKR down"
+    assert stored.next_attempt_at == due
+    assert await queue.redis.smembers(keys.ACTIVE_EVENTS) == {"DU1:rebalance"}
+    dup = await queue.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE))
+    assert dup.duplicate and dup.event_id == event.event_id
+    assert await queue.promote_due_retries() == 0
+    assert await queue.claim("c1", timeout=0.05) is None
+
+    await asyncio.sleep(0.35)
+    assert await queue.promote_due_retries() == 1
+    again = await queue.claim("c1", timeout=1)
+    assert again is not None and again.event_id == event.event_id and again.times_queued == 2
+
+
+async def test_promotion_from_concurrent_promoters_moves_each_event_once(
+    queue: EventQueue, redis_url: str
+) -> None:
+    for i in range(20):
+        await queue.fail(await enqueue_and_claim(queue, account=f"DU{i}"), "c1", "x",
+                         requeue_delay=0)
+    others = [EventQueue.from_url(redis_url) for _ in range(3)]
+    moved = await asyncio.gather(*(q.promote_due_retries() for q in [queue, *others]))
+    await asyncio.gather(*(q.close() for q in others))
+
+    assert sum(moved) == 20
+    assert await queue.redis.llen(keys.QUEUE) == 20
+
+
+async def test_claim_without_renewal_is_reaped_with_times_queued_two(redis_url: str) -> None:
+    q = EventQueue.from_url(redis_url, lease_seconds=0.2)
+    event = await enqueue_and_claim(q)
+    assert await q.reap_expired_leases() == []
+
+    await asyncio.sleep(0.3)
+    assert await q.reap_expired_leases() == [event.event_id]
+
+    stored = await q.get(event.event_id)
+    assert stored.times_queued == 2
+    assert stored.state is EventState.QUEUED
+    assert stored.last_error is not None and "c1" in stored.last_error
+    assert "lost" in stored.last_error
+    with pytest.raises(LeaseLost):
+        await q.renew_lease(event, "c1")
+    await q.close()
+
+
+async def test_renewed_lease_is_not_reaped(redis_url: str) -> None:
+    q = EventQueue.from_url(redis_url, lease_seconds=0.3)
+    event = await enqueue_and_claim(q)
+    for _ in range(4):
+        await asyncio.sleep(0.15)
+        await q.renew_lease(event, "c1")
+        assert await q.reap_expired_leases() == []
+    assert (await q.get(event.event_id)).state is EventState.PROCESSING
+    await q.complete(event, "c1")
+    await q.close()
+
+
+async def test_a_consumer_dying_between_blmove_and_lease_is_reaped(redis_url: str) -> None:
+    q = EventQueue.from_url(redis_url, lease_seconds=0.2)
+    result = await q.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE))
+    # The first half of a claim, then the process "dies": no lease is ever written.
+    await q.redis.blmove(keys.QUEUE, keys.PROCESSING, 1, "LEFT", "RIGHT")
+
+    assert await q.reap_expired_leases() == []  # first pass only grants a grace lease
+    await asyncio.sleep(0.3)
+    assert await q.reap_expired_leases() == [result.event_id]
+
+    stored = await q.get(result.event_id)
+    assert stored.times_queued == 2 and stored.state is EventState.QUEUED
+    await q.close()
+
+
+async def test_complete_after_being_reaped_still_completes_once(redis_url: str) -> None:
+    q = EventQueue.from_url(redis_url, lease_seconds=0.1)
+    event = await enqueue_and_claim(q)
+    await asyncio.sleep(0.2)
+    await q.reap_expired_leases()
+
+    assert await q.complete(event, "c1", {"done": 1}) == "completed_late"
+    assert await q.redis.llen(keys.QUEUE) == 0
+    assert await q.claim("c2", timeout=0.05) is None
+    await q.close()
+
+
+async def test_only_the_holder_can_complete_or_fail(redis_url: str) -> None:
+    q = EventQueue.from_url(redis_url, lease_seconds=0.1)
+    event = await enqueue_and_claim(q, consumer="c1")
+    await asyncio.sleep(0.2)
+    await q.reap_expired_leases()
+    taken = await q.claim("c2", timeout=1)
+    assert taken is not None
+
+    with pytest.raises(LeaseLost):
+        await q.complete(event, "c1")
+    with pytest.raises(LeaseLost):
+        await q.fail(event, "c1", "late failure", requeue_delay=0)
+    assert (await q.get(event.event_id)).consumer == "c2"
+    await q.complete(taken, "c2")
+    await q.close()
+
+
+async def test_release_returns_to_the_head_without_counting(queue: EventQueue) -> None:
+    await queue.enqueue(NewEvent(account_id="DU2", exec_command=ExecCommand.REBALANCE))
+    first = await queue.claim("c1", timeout=1)
+    assert first is not None
+    await queue.enqueue(NewEvent(account_id="DU3", exec_command=ExecCommand.REBALANCE))
+
+    await queue.release(first, "c1")
+
+    stored = await queue.get(first.event_id)
+    assert stored.times_queued == 1 and stored.state is EventState.QUEUED
+    assert (await queue.redis.lrange(keys.QUEUE, 0, 0)) == [first.event_id]
+
+
+async def test_account_lock_is_released_by_complete_with_its_token(queue: EventQueue) -> None:
+    event = await enqueue_and_claim(queue)
+    assert await queue.acquire_account_lock("DU1", "tok-1", ttl=5)
+    assert not await queue.acquire_account_lock("DU1", "tok-2", ttl=5)
+
+    await queue.complete(event, "c1", lock_token="tok-1")
+
+    assert await queue.acquire_account_lock("DU1", "tok-2", ttl=5)
+    assert not await queue.release_account_lock("DU1", "tok-1")
+    assert await queue.release_account_lock("DU1", "tok-2")
+
+
+async def test_fail_and_release_release_the_lock_only_for_its_owner(queue: EventQueue) -> None:
+    event = await enqueue_and_claim(queue)
+    await queue.acquire_account_lock("DU1", "other", ttl=5)
+
+    await queue.fail(event, "c1", "x", requeue_delay=0, lock_token="mine")
+
+    assert await queue.redis.get(keys.account_lock("DU1")) == "other"
+
+
+async def test_account_lock_expires_and_can_be_extended(queue: EventQueue) -> None:
+    assert await queue.acquire_account_lock("DU9", "t", ttl=0.1)
+    assert await queue.extend_account_lock("DU9", "t", ttl=0.4)
+    await asyncio.sleep(0.2)
+    assert not await queue.acquire_account_lock("DU9", "u", ttl=1)
+    assert not await queue.extend_account_lock("DU9", "u", ttl=1)
+    await asyncio.sleep(0.3)
+    assert await queue.acquire_account_lock("DU9", "u", ttl=1)
+
+
+async def test_renew_extends_the_account_lock(redis_url: str) -> None:
+    q = EventQueue.from_url(redis_url, lease_seconds=1)
+    event = await enqueue_and_claim(q)
+    await q.acquire_account_lock("DU1", "tok", ttl=0.2)
+    await q.renew_lease(event, "c1", lock_token="tok", lock_seconds=2)
+    await asyncio.sleep(0.3)
+
+    assert await q.redis.get(keys.account_lock("DU1")) == "tok"
+    await q.complete(event, "c1", lock_token="tok")
+    await q.close()
+
+
+async def test_heartbeats_list_live_processors(queue: EventQueue) -> None:
+    await queue.heartbeat("p1", {"host": "a"})
+    await queue.heartbeat("p2")
+
+    alive = await queue.alive_processors(within=5)
+    assert {p.consumer_id for p in alive} == {"p1", "p2"}
+    assert next(p for p in alive if p.consumer_id == "p1").info == {"host": "a"}
+
+    await queue.forget_processor("p2")
+    await asyncio.sleep(0.15)
+    assert await queue.alive_processors(within=0.1) == []
+    assert [p.consumer_id for p in await queue.alive_processors(within=5)] == ["p1"]

@@ -1,0 +1,50 @@
+"""Decoding stored records, including malformed ones, and the invariant checker itself."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio as aioredis
+from event_queue import EventQueue, EventState, ExecCommand, NewEvent, keys
+from event_queue.events import decode_event
+from event_queue.invariants import violations
+
+
+def test_unknown_command_stays_readable() -> None:
+    event = decode_event("e1", {"account_id": "DU1", "exec_command": "health",
+                                "created_at": "1700000000000", "times_queued": "3"})
+    assert event.malformed is None
+    assert event.command is None
+    assert event.times_queued == 3
+
+
+def test_malformed_record_is_visible_with_a_reason() -> None:
+    event = decode_event("e2", {"account_id": "DU1", "times_queued": "x", "state": "weird"})
+    assert event.malformed is not None
+    assert event.account_id == "DU1"
+    assert event.state is EventState.QUEUED
+    assert event.times_queued == 1
+
+
+def test_new_event_rejects_account_ids_that_break_the_dedup_key() -> None:
+    with pytest.raises(ValueError, match="account_id"):
+        NewEvent(account_id="DU1:rebalance", exec_command=ExecCommand.REBALANCE)
+
+
+@pytest.mark.allow_inconsistent
+async def test_checker_finds_a_stuck_dedup_key(redis_client: aioredis.Redis) -> None:
+    await redis_client.sadd(keys.ACTIVE_EVENTS, "DU1:rebalance")
+    problems = await violations(redis_client)
+    assert any("DU1:rebalance" in p for p in problems)
+
+
+@pytest.mark.allow_inconsistent
+async def test_checker_finds_a_lost_event(queue: EventQueue) -> None:
+    result = await queue.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE))
+    await queue.redis.lrem(keys.QUEUE, 0, result.event_id)  # what a BRPOP crash would do
+    problems = await violations(queue.redis)
+    assert any("lost" in p for p in problems)
+
+
+async def test_checker_passes_on_a_consistent_queue(queue: EventQueue) -> None:
+    await queue.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE))
+    assert await violations(queue.redis) == []
