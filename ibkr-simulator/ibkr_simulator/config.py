@@ -1,0 +1,148 @@
+"""Simulator configuration: accounts, prices and commissions, loaded from YAML."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MIN_SERVER_VERSION = 157
+MAX_SERVER_VERSION = 178
+DEFAULT_SERVER_VERSION = 157
+
+
+class ConfigError(ValueError):
+    """The configuration file or mapping is not valid."""
+
+
+@dataclass
+class InstrumentConfig:
+    """A US stock or ETF the simulator knows, with its opening quote."""
+
+    symbol: str
+    bid: float
+    ask: float
+    last: float
+    close: float
+    con_id: int = 0
+    primary_exchange: str = "NASDAQ"
+    stock_type: str = "COMMON"
+    long_name: str = ""
+
+
+@dataclass
+class PositionConfig:
+    """An opening position: quantity and average cost per share."""
+
+    symbol: str
+    quantity: float
+    avg_cost: float
+
+
+@dataclass
+class AccountConfig:
+    """An opening account: id, cash in USD and positions."""
+
+    account_id: str
+    cash: float
+    positions: list[PositionConfig] = field(default_factory=list)
+
+
+@dataclass
+class SimulatorConfig:
+    """Everything the simulator needs to start: accounts, instruments, commissions."""
+
+    accounts: list[AccountConfig]
+    instruments: list[InstrumentConfig]
+    commission_per_share: float = 0.005
+    min_commission: float = 1.0
+    server_version: int = DEFAULT_SERVER_VERSION
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def stable_con_id(symbol: str) -> int:
+    """A deterministic contract id for a symbol that has none configured."""
+    return 100_000 + zlib.crc32(symbol.encode()) % 900_000_000
+
+
+def validate(config: SimulatorConfig) -> None:
+    """Raise ConfigError when the configuration cannot be simulated."""
+    if not config.accounts:
+        raise ConfigError("at least one account is required (clients need a managed account)")
+    ids = [a.account_id for a in config.accounts]
+    if len(set(ids)) != len(ids) or any("," in i or not i for i in ids):
+        raise ConfigError(f"account ids must be unique, non-empty and without commas: {ids}")
+    symbols = {i.symbol for i in config.instruments}
+    if len(symbols) != len(config.instruments):
+        raise ConfigError("instrument symbols must be unique")
+    con_ids = [i.con_id for i in config.instruments]
+    if len(set(con_ids)) != len(con_ids):
+        raise ConfigError("contract ids must be unique")
+    for account in config.accounts:
+        for pos in account.positions:
+            if pos.symbol not in symbols:
+                raise ConfigError(f"{account.account_id}: position in unpriced symbol {pos.symbol}")
+    if not MIN_SERVER_VERSION <= config.server_version <= MAX_SERVER_VERSION:
+        raise ConfigError(
+            f"server_version must be in {MIN_SERVER_VERSION}..{MAX_SERVER_VERSION}"
+        )
+
+
+def _instrument(symbol: str, raw: dict[str, Any]) -> InstrumentConfig:
+    last = float(raw.get("last", 0.0))
+    return InstrumentConfig(
+        symbol=symbol,
+        bid=float(raw.get("bid", last)),
+        ask=float(raw.get("ask", last)),
+        last=last,
+        close=float(raw.get("close", last)),
+        con_id=int(raw.get("con_id", 0)) or stable_con_id(symbol),
+        primary_exchange=str(raw.get("primary_exchange", "NASDAQ")),
+        stock_type=str(raw.get("stock_type", "COMMON")).upper(),
+        long_name=str(raw.get("long_name", symbol)),
+    )
+
+
+def _account(raw: dict[str, Any]) -> AccountConfig:
+    positions = [
+        PositionConfig(
+            symbol=str(p["symbol"]),
+            quantity=float(p["quantity"]),
+            avg_cost=float(p.get("avg_cost", 0.0)),
+        )
+        for p in raw.get("positions") or []
+    ]
+    return AccountConfig(str(raw["id"]), float(raw.get("cash", 0.0)), positions)
+
+
+def config_from_dict(raw: dict[str, Any]) -> SimulatorConfig:
+    """Build a configuration from the mapping a YAML file holds (see accounts.demo.yaml)."""
+    try:
+        accounts = [_account(a) for a in raw.get("accounts") or []]
+        prices = raw.get("prices") or {}
+        instruments = [_instrument(str(s), dict(p)) for s, p in prices.items()]
+        return SimulatorConfig(
+            accounts=accounts,
+            instruments=instruments,
+            commission_per_share=float(raw.get("commission_per_share", 0.005)),
+            min_commission=float(raw.get("min_commission", 1.0)),
+            server_version=int(raw.get("server_version", DEFAULT_SERVER_VERSION)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"invalid simulator configuration: {exc!r}") from exc
+
+
+def load_config(path: str | Path) -> SimulatorConfig:
+    """Read a YAML configuration file."""
+    with Path(path).open(encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return config_from_dict(raw)
