@@ -1,0 +1,101 @@
+"""The app factory: ``create_app(settings)`` builds the FastAPI app; its lifespan owns Redis.
+
+Nothing is read or connected at import time. The accounts file is read (and validated) when the app
+is created; Redis is connected lazily by the lifespan's client, so the service starts even while
+Redis is down and answers 503 until it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from event_queue import EventQueue
+from event_queue.accounts import Accounts, load_accounts
+from fastapi import FastAPI
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from management_service import __version__, errors
+from management_service.config import Settings
+from management_service.deps import Services
+from management_service.metrics import Metrics
+from management_service.middleware import BodySizeLimit
+from management_service.openapi import install_openapi
+from management_service.queue_manager import QueueManager
+from management_service.routes import ROUTERS
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "Inspect and edit the rebalancing event queue; `GET /health` for uptime monitors. "
+    "Mutations need the API key header."
+)
+
+
+def connect_queue(settings: Settings) -> EventQueue:
+    """A lazily connected client; every Redis call gives up after ``redis_timeout_seconds``.
+
+    A connection the server dropped (Redis restarted) is retried once at once, so the first
+    request after a restart does not fail; timeouts are not retried, so a hung Redis costs one
+    timeout, not two.
+    """
+    timeout = settings.redis_timeout_seconds
+    client = aioredis.Redis.from_url(
+        settings.redis_connection,
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        retry_on_error=[RedisConnectionError],
+    )
+    return EventQueue(client)
+
+
+def make_lifespan(settings: Settings, accounts: Accounts | None) -> Any:
+    """The lifespan: open the queue client, publish the services, close the client."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Services]]:
+        queue = connect_queue(settings)
+        metrics = Metrics()
+        manager = QueueManager(queue, accounts=accounts, metrics=metrics,
+                               audit_cap=settings.audit_cap)
+        logger.info("management service started", extra={"fields": _startup_fields(settings)})
+        try:
+            yield {"services": Services(settings=settings, manager=manager, metrics=metrics)}
+        finally:
+            await queue.close()
+
+    return lifespan
+
+
+def _startup_fields(settings: Settings) -> dict[str, Any]:
+    return {
+        "mutations": "enabled" if settings.mutations_enabled else "disabled (no MANAGEMENT_API_KEY)",
+        "reads": "protected" if settings.read_api_key else "open",
+        "manual_events": "enabled" if settings.accounts_file else "disabled (no ACCOUNTS_FILE)",
+        "api_key_header": settings.api_key_header,
+    }
+
+
+def create_app(settings: Settings, *, accounts: Accounts | None = None) -> FastAPI:
+    """Build the app; raises AccountsFileError when the accounts file is missing or invalid."""
+    if accounts is None and settings.accounts_file is not None:
+        accounts = load_accounts(settings.accounts_file)
+    app = FastAPI(
+        title="Rebalancer management service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=make_lifespan(settings, accounts),
+    )
+    for router in ROUTERS:
+        app.include_router(router)
+    errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_openapi(app, settings, ROUTERS)
+    return app

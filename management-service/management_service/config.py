@@ -1,0 +1,156 @@
+"""Settings of the management service: one class, read once at start-up.
+
+Sources, highest priority first: arguments given to :class:`Settings`, the environment, then the
+``management:`` section of the YAML file named by ``MANAGEMENT_CONFIG`` (default ``config.yaml`` in
+the working directory). Secrets (the API keys) come from the environment only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_ENV = "MANAGEMENT_CONFIG"
+DEFAULT_CONFIG_FILE = Path("config.yaml")
+CONFIG_SECTION = "management"
+MIN_API_KEY_LENGTH = 16
+_HEADER_NAME = r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names every bad key."""
+
+
+class HealthSettings(BaseModel):
+    """Thresholds of ``GET /health``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requeued_events_allowed: int = Field(
+        default=0, ge=0, description="unhealthy when more events than this have times_queued > 1"
+    )
+    processor_check: bool = Field(
+        default=True, description="unhealthy when events wait and no processor sent a heartbeat"
+    )
+    processor_window_seconds: float = Field(
+        default=60.0, gt=0, le=86400, description="a processor counts as alive this long"
+    )
+    timeout_seconds: float = Field(
+        default=1.5, gt=0, le=10, description="answer 503 'error' when Redis takes longer"
+    )
+    offending_events_shown: int = Field(default=5, ge=1, le=50)
+
+
+class Settings(BaseSettings):
+    """Everything the service needs, validated once at start-up."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix="MANAGEMENT_",
+        env_nested_delimiter="__",
+        env_ignore_empty=True,
+    )
+
+    api_key_header: str = Field(default="X-API-Key", pattern=_HEADER_NAME)
+    redis_connection: str = Field(
+        default="redis://localhost:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "redis_connection"),
+    )
+    api_key: SecretStr | None = Field(default=None, validation_alias="MANAGEMENT_API_KEY")
+    read_api_key: SecretStr | None = Field(
+        default=None, validation_alias="MANAGEMENT_READ_API_KEY"
+    )
+    accounts_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("ACCOUNTS_FILE", "accounts_file")
+    )
+    host: str = "0.0.0.0"  # noqa: S104 - a container listens on every interface
+    port: int = Field(default=8000, ge=1, le=65535)
+    redis_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+    max_body_bytes: int = Field(default=65536, ge=1024, le=10 * 1024 * 1024)
+    audit_cap: int = Field(default=1000, ge=10, le=100_000)
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    health: HealthSettings = Field(default_factory=HealthSettings)
+
+    @field_validator("redis_connection")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("api_key", "read_api_key")
+    @classmethod
+    def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < MIN_API_KEY_LENGTH:
+            raise ValueError(f"must be at least {MIN_API_KEY_LENGTH} characters")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = config_file_path()
+        if yaml_file is None:
+            return init_settings, env_settings
+        yaml_source = YamlConfigSettingsSource(
+            settings_cls, yaml_file=yaml_file, yaml_config_section=CONFIG_SECTION
+        )
+        return init_settings, env_settings, yaml_source
+
+    @property
+    def mutations_enabled(self) -> bool:
+        """Mutations are refused unless an API key is configured."""
+        return self.api_key is not None
+
+
+def config_file_path() -> Path | None:
+    """The YAML file to read: ``MANAGEMENT_CONFIG``, else ``config.yaml`` when it exists."""
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        return Path(named)
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; raise ConfigError naming every bad key."""
+    path = config_file_path()
+    if path is not None and not path.is_file():
+        raise ConfigError(f"{CONFIG_ENV}={path}: no such file")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, path)) from exc
+    except (KeyError, ValueError, OSError) as exc:  # YAML unreadable or section missing
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
+
+
+def describe(exc: ValidationError, path: Path | None) -> str:
+    """One line per bad key, e.g. ``management.health.timeout_seconds: must be > 0``."""
+    source = f" (file {path}, section '{CONFIG_SECTION}', or environment)" if path else ""
+    lines = [
+        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+    ]
+    return f"invalid configuration{source}: " + "; ".join(lines)

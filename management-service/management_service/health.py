@@ -1,0 +1,131 @@
+"""Health of the pipeline, computed from O(1) queue statistics (never a scan of the queue).
+
+Checks, each named ``component:measurement`` as in the IETF health-check draft:
+
+* ``queue:requeued_events`` - the plan's rule: healthy when no event has ``times_queued > 1``
+  (more precisely: when at most ``requeued_events_allowed`` have, default 0).
+* ``processors:heartbeat`` - events wait (queued, processing or retry-waiting) but no processor sent
+  a heartbeat within ``processor_window_seconds``: the plan's rule cannot see a dead processor.
+* ``redis:connection`` - Redis answered within ``timeout_seconds``; when it did not, nothing else can
+  be known and the status is ``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from event_queue import EventQueue, ProcessorInfo, QueueStats, QueueUnavailable
+
+from management_service.config import HealthSettings
+from management_service.schemas import CheckOut, EventBrief, HealthOut
+
+REQUEUED = "queue:requeued_events"
+PROCESSORS = "processors:heartbeat"
+REDIS = "redis:connection"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one look at Redis tells: the queue statistics and the live processors."""
+
+    stats: QueueStats
+    processors: list[ProcessorInfo]
+    latency_ms: float
+
+    @property
+    def waiting(self) -> int:
+        """Events that need a processor: ready, claimed, or waiting to be retried."""
+        return self.stats.queue_length + self.stats.processing + self.stats.retry_waiting
+
+
+async def observe(
+    queue: EventQueue, *, window_seconds: float, sample_size: int, timeout: float
+) -> Observation:
+    """Read the statistics and the live processors concurrently, within ``timeout`` seconds.
+
+    Raises QueueUnavailable when Redis fails or is slower than ``timeout``.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        async with asyncio.timeout(timeout):
+            stats, processors = await asyncio.gather(
+                queue.stats(sample_size=sample_size),
+                queue.alive_processors(within=window_seconds),
+            )
+    except TimeoutError as exc:
+        raise QueueUnavailable(f"no answer within {timeout:g} s") from exc
+    return Observation(stats, processors, (loop.time() - started) * 1000)
+
+
+async def check_health(queue: EventQueue, settings: HealthSettings) -> HealthOut:
+    """The health report; its ``status`` decides the HTTP status (healthy → 200, else 503)."""
+    try:
+        seen = await observe(
+            queue,
+            window_seconds=settings.processor_window_seconds,
+            sample_size=settings.offending_events_shown,
+            timeout=settings.timeout_seconds,
+        )
+    except QueueUnavailable as exc:
+        return error_report(exc)
+    return evaluate(seen, settings)
+
+
+def evaluate(seen: Observation, settings: HealthSettings) -> HealthOut:
+    """Apply the checks to an observation."""
+    now = seen.stats.redis_time
+    checks = {
+        REQUEUED: requeued_check(seen.stats, settings.requeued_events_allowed, now),
+        REDIS: CheckOut(status="pass", observed_value=round(seen.latency_ms, 2),
+                        observed_unit="ms", time=now),
+    }
+    if settings.processor_check:
+        checks[PROCESSORS] = processor_check(seen, settings.processor_window_seconds, now)
+    healthy = all(c.status == "pass" for c in checks.values())
+    return HealthOut(
+        status="healthy" if healthy else "unhealthy",
+        events_requeued=seen.stats.events_requeued,
+        checks=checks,
+        time=now,
+    )
+
+
+def requeued_check(stats: QueueStats, allowed: int, now: datetime) -> CheckOut:
+    """Fail when more than ``allowed`` events have been requeued; name the worst of them."""
+    count = stats.events_requeued
+    if count <= allowed:
+        return CheckOut(status="pass", observed_value=count, observed_unit="events", time=now)
+    return CheckOut(
+        status="fail",
+        observed_value=count,
+        observed_unit="events",
+        output=f"{count} event(s) have been requeued (times_queued > 1); "
+        "see offending_events and GET /queue/events/{event_id}",
+        offending_events=[EventBrief.of(s) for s in stats.requeued_sample],
+        time=now,
+    )
+
+
+def processor_check(seen: Observation, window: float, now: datetime) -> CheckOut:
+    """Fail when events wait and no processor sent a heartbeat within ``window`` seconds."""
+    alive = len(seen.processors)
+    if alive or not seen.waiting:
+        return CheckOut(status="pass", observed_value=alive, observed_unit="processors", time=now)
+    return CheckOut(
+        status="fail",
+        observed_value=0,
+        observed_unit="processors",
+        output=f"{seen.waiting} event(s) wait and no processor sent a heartbeat in the last "
+        f"{window:g} s: is the event-processor running?",
+        time=now,
+    )
+
+
+def error_report(exc: QueueUnavailable) -> HealthOut:
+    """Redis could not be asked: status ``error``, nothing else known."""
+    now = datetime.now(UTC)
+    check = CheckOut(status="fail", output=str(exc), time=now)
+    return HealthOut(status="error", events_requeued=None, checks={REDIS: check}, time=now)

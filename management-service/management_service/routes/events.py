@@ -1,0 +1,81 @@
+"""``/queue/events``: list, show, add, delete and retry events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from event_queue import EventState, ExecCommand
+from event_queue.events import ACCOUNT_ID_PATTERN
+from event_queue.requests import EventRequest
+from fastapi import APIRouter, Path, Query, status
+
+from management_service.deps import READ_ACCESS, ManagerDep, OperatorDep
+from management_service.queue_manager import EventFilters
+from management_service.schemas import (
+    NEEDS_KEY,
+    NOT_FOUND,
+    UNAVAILABLE,
+    DeletedOut,
+    EnqueuedOut,
+    EventDetail,
+    EventList,
+    EventOut,
+    conflict,
+)
+
+router = APIRouter(prefix="/queue/events", tags=["events"], dependencies=[READ_ACCESS])
+
+EventId = Annotated[str, Path(min_length=1, max_length=128, description="the event's id")]
+
+
+@router.get("", response_model=EventList, responses=UNAVAILABLE)
+async def list_events(
+    manager: ManagerDep,
+    state: Annotated[EventState | None, Query(description="queued, processing or retry_wait")] = None,
+    account_id: Annotated[str | None, Query(pattern=ACCOUNT_ID_PATTERN.pattern)] = None,
+    exec_command: Annotated[ExecCommand | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+) -> EventList:
+    """Events oldest first, with their retry counts and last errors."""
+    filters = EventFilters(state=state, account_id=account_id, exec_command=exec_command,
+                           limit=limit, offset=offset)
+    return EventList.of(await manager.list_events(filters))
+
+
+@router.get("/{event_id}", response_model=EventDetail, responses=NOT_FOUND | UNAVAILABLE)
+async def get_event(manager: ManagerDep, event_id: EventId) -> EventDetail:
+    """One event with its parameters and the result of its last run."""
+    return EventDetail.of(await manager.get_event(event_id))
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EnqueuedOut,
+    responses=NEEDS_KEY | UNAVAILABLE | conflict("already active; existing_event_id names it"),
+)
+async def add_event(manager: ManagerDep, operator: OperatorDep, body: EventRequest) -> EnqueuedOut:
+    """Add an event, validated exactly as the broker validates a webhook."""
+    event_id = await manager.add_event(body, operator)
+    return EnqueuedOut(event_id=event_id, dedup_key=f"{body.account_id}:{body.exec_command.value}")
+
+
+@router.delete(
+    "/{event_id}",
+    response_model=DeletedOut,
+    responses=NEEDS_KEY | NOT_FOUND | UNAVAILABLE | conflict("a processor holds the event now"),
+)
+async def delete_event(manager: ManagerDep, operator: OperatorDep, event_id: EventId) -> DeletedOut:
+    """Remove an event and its dedup key atomically (refused while it is being processed)."""
+    return DeletedOut(deleted=EventOut.of(await manager.delete_event(event_id, operator)))
+
+
+@router.post(
+    "/{event_id}/retry",
+    response_model=EventDetail,
+    responses=NEEDS_KEY | NOT_FOUND | UNAVAILABLE | conflict("the event is not waiting for a retry"),
+)
+async def retry_event(manager: ManagerDep, operator: OperatorDep, event_id: EventId) -> EventDetail:
+    """Send a retry-waiting event to the head of the queue now (times_queued unchanged)."""
+    return EventDetail.of(await manager.retry_event(event_id, operator))

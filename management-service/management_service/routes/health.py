@@ -1,0 +1,43 @@
+"""``GET /health`` for uptime monitors and ``GET /health/live`` for container liveness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from management_service.deps import ServicesDep
+from management_service.health import check_health
+from management_service.schemas import HealthOut, LiveOut
+
+router = APIRouter(tags=["health"])
+
+HEALTH_MEDIA_TYPE = "application/health+json"
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+@router.get(
+    "/health",
+    response_model=HealthOut,
+    summary="Pipeline health for uptime monitors",
+    responses={503: {"model": HealthOut, "description": "unhealthy, or error (Redis unreachable)"}},
+)
+async def health(services: ServicesDep) -> JSONResponse:
+    """200 when no event has ``times_queued > 1`` (and the other checks pass), else 503.
+
+    Never scans the queue: a handful of O(1) Redis reads, bounded by ``health.timeout_seconds``.
+    """
+    report = await check_health(services.manager.queue, services.settings.health)
+    body = report.model_dump(mode="json", by_alias=True, exclude_none=True)
+    body["events_requeued"] = report.events_requeued  # null when unknown, never absent
+    return JSONResponse(
+        body,
+        status_code=200 if report.status == "healthy" else 503,
+        media_type=HEALTH_MEDIA_TYPE,
+        headers=_NO_STORE,
+    )
+
+
+@router.get("/health/live", response_model=LiveOut, summary="Liveness: depends on nothing")
+async def live() -> JSONResponse:
+    """Always 200 while the process serves HTTP; container healthchecks use this one."""
+    return JSONResponse({"status": "alive"}, media_type=HEALTH_MEDIA_TYPE, headers=_NO_STORE)

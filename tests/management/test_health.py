@@ -1,0 +1,167 @@
+"""GET /health follows the plan (200 when no event has times_queued > 1, else 503) plus the
+heartbeat check; GET /health/live depends on nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+from event_queue import EventQueue, ExecCommand
+
+from tests.management.conftest import ACCOUNTS, add, claim, requeue
+
+REQUEUED = "queue:requeued_events"
+PROCESSORS = "processors:heartbeat"
+REDIS = "redis:connection"
+
+
+async def test_empty_queue_is_healthy(http: httpx.AsyncClient) -> None:
+    response = await http.get("/health")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/health+json")
+    body = response.json()
+    assert body["status"] == "healthy"
+    assert body["events_requeued"] == 0
+    assert set(body["checks"]) == {REQUEUED, PROCESSORS, REDIS}
+    assert all(check["status"] == "pass" for check in body["checks"].values())
+    assert body["checks"][REQUEUED]["observedValue"] == 0
+
+
+async def test_requeued_event_makes_it_unhealthy_until_completed(
+    http: httpx.AsyncClient, queue: EventQueue
+) -> None:
+    await queue.heartbeat("worker-1")
+    event_id = await add(queue)
+    assert (await http.get("/health")).status_code == 200
+
+    await requeue(queue, error="order rejected: no market data", delay=0)
+    response = await http.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unhealthy"
+    assert body["events_requeued"] == 1
+    check = body["checks"][REQUEUED]
+    assert check["status"] == "fail" and check["observedValue"] == 1
+    (offender,) = check["offending_events"]
+    assert offender["event_id"] == event_id
+    assert offender["account_id"] == ACCOUNTS[0]
+    assert offender["exec_command"] == "rebalance"
+    assert offender["times_queued"] == 2
+    assert offender["last_error"] == "order rejected: no market data"
+
+    await queue.promote_due_retries()
+    event = await claim(queue)
+    await queue.complete(event, "worker-1", {"orders": 0})
+    assert (await http.get("/health")).status_code == 200
+
+
+async def test_deleting_the_requeued_event_makes_it_healthy(
+    http: httpx.AsyncClient, admin: httpx.AsyncClient, queue: EventQueue
+) -> None:
+    await queue.heartbeat("worker-1")
+    await add(queue, ACCOUNTS[1], ExecCommand.PRINT_POSITIONS)
+    event_id = await add(queue)
+    await claim(queue, "other")  # the print-positions event, left processing
+    await queue.heartbeat("other")
+    await requeue(queue)
+    assert (await http.get("/health")).status_code == 503
+
+    assert (await admin.delete(f"/queue/events/{event_id}")).status_code == 200
+    response = await http.get("/health")
+    assert response.status_code == 200, response.json()
+    assert response.json()["events_requeued"] == 0
+
+
+async def test_offending_events_are_the_most_requeued_and_bounded(
+    start_service: Callable[..., str], queue: EventQueue
+) -> None:
+    url = start_service(health={"offending_events_shown": 2, "processor_window_seconds": 5})
+    await queue.heartbeat("worker-1")
+    for account in ACCOUNTS:
+        await add(queue, account)
+        await requeue(queue, delay=0)
+    await queue.promote_due_retries()
+    worst = await claim(queue)  # the oldest one goes round again: times_queued 3
+    await queue.fail(worst, "worker-1", "again", requeue_delay=600)
+    async with httpx.AsyncClient(base_url=url) as client:
+        body = (await client.get("/health")).json()
+    check = body["checks"][REQUEUED]
+    assert check["observedValue"] == 3 and body["events_requeued"] == 3
+    assert len(check["offending_events"]) == 2
+    assert check["offending_events"][0]["event_id"] == worst.event_id
+    assert check["offending_events"][0]["times_queued"] == 3
+
+
+async def test_events_waiting_without_processor_heartbeat_fail(
+    http: httpx.AsyncClient, queue: EventQueue
+) -> None:
+    await add(queue)
+    response = await http.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unhealthy"
+    assert body["checks"][REQUEUED]["status"] == "pass"  # the plan's rule alone would say 200
+    check = body["checks"][PROCESSORS]
+    assert check["status"] == "fail" and check["observedValue"] == 0
+    assert "no processor" in check["output"]
+
+    await queue.heartbeat("worker-1")
+    response = await http.get("/health")
+    assert response.status_code == 200
+    assert response.json()["checks"][PROCESSORS] | {"time": None} == {
+        "status": "pass", "observedValue": 1, "observedUnit": "processors", "time": None,
+    }
+
+
+async def test_stale_heartbeat_counts_as_no_processor(
+    start_service: Callable[..., str], queue: EventQueue
+) -> None:
+    url = start_service(health={"processor_window_seconds": 0.3})
+    await queue.heartbeat("worker-1")
+    await add(queue)
+    async with httpx.AsyncClient(base_url=url) as client:
+        assert (await client.get("/health")).status_code == 200
+        await asyncio.sleep(0.5)
+        response = await client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["checks"][PROCESSORS]["status"] == "fail"
+
+
+async def test_heartbeat_check_can_be_disabled(
+    start_service: Callable[..., str], queue: EventQueue
+) -> None:
+    url = start_service(health={"processor_check": False})
+    await add(queue)
+    async with httpx.AsyncClient(base_url=url) as client:
+        response = await client.get("/health")
+    assert response.status_code == 200
+    assert PROCESSORS not in response.json()["checks"]
+
+
+async def test_requeued_threshold_is_configurable(
+    start_service: Callable[..., str], queue: EventQueue
+) -> None:
+    url = start_service(health={"requeued_events_allowed": 1})
+    await queue.heartbeat("worker-1")
+    await add(queue)
+    await requeue(queue)
+    async with httpx.AsyncClient(base_url=url) as client:
+        response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["events_requeued"] == 1
+
+
+async def test_no_processor_and_nothing_waiting_is_healthy(http: httpx.AsyncClient) -> None:
+    response = await http.get("/health")
+    assert response.json()["checks"][PROCESSORS]["status"] == "pass"
+
+
+async def test_liveness_depends_on_nothing(start_service: Callable[..., str]) -> None:
+    url = start_service(redis_connection="redis://127.0.0.1:1/0")  # nothing listens there
+    async with httpx.AsyncClient(base_url=url) as client:
+        live = await client.get("/health/live")
+        health = await client.get("/health")
+    assert live.status_code == 200 and live.json() == {"status": "alive"}
+    assert health.status_code == 503 and health.json()["status"] == "error"
+

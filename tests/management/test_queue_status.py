@@ -1,0 +1,66 @@
+"""GET /queue/status and GET /metrics: counts, oldest event, processors, gauges."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import httpx
+from event_queue import EventQueue, ExecCommand
+
+from tests.management.conftest import ACCOUNTS, add, claim, requeue
+
+
+async def test_status_of_an_empty_queue(http: httpx.AsyncClient) -> None:
+    body = (await http.get("/queue/status")).json()
+    assert body["queue_length"] == body["processing"] == body["retry_waiting"] == 0
+    assert body["active_events_count"] == body["events_requeued"] == 0
+    assert body["oldest_event"] is None and body["oldest_event_age_seconds"] is None
+    assert body["processors"] == []
+
+
+async def test_status_counts_every_area_and_names_the_oldest(
+    http: httpx.AsyncClient, queue: EventQueue
+) -> None:
+    oldest = await add(queue, ACCOUNTS[0])
+    await add(queue, ACCOUNTS[1])
+    await add(queue, ACCOUNTS[2])
+    await add(queue, ACCOUNTS[0], ExecCommand.PRINT_EQUITY)
+    await requeue(queue)  # ACCOUNTS[0] rebalance -> retry_wait, times_queued 2
+    await claim(queue, "worker-2")  # ACCOUNTS[1] -> processing
+    await queue.heartbeat("worker-2", {"host": "proc-a"})
+    response = await http.get("/queue/status")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["queue_length"], body["processing"], body["retry_waiting"]) == (2, 1, 1)
+    assert body["active_events_count"] == 4 and body["events_requeued"] == 1
+    assert body["oldest_event"]["event_id"] == oldest
+    assert body["oldest_event"]["account_id"] == ACCOUNTS[0]
+    assert body["oldest_event"]["exec_command"] == "rebalance"
+    assert datetime.fromisoformat(body["oldest_event"]["created_at"])
+    assert body["oldest_event_age_seconds"] >= 0
+    (processor,) = body["processors"]
+    assert processor["consumer_id"] == "worker-2" and processor["info"] == {"host": "proc-a"}
+    assert datetime.fromisoformat(processor["last_heartbeat"])
+
+
+async def test_metrics_report_the_same_counts(http: httpx.AsyncClient, queue: EventQueue) -> None:
+    await add(queue, ACCOUNTS[0])
+    await add(queue, ACCOUNTS[1])
+    await requeue(queue)
+    response = await http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    values = _samples(response.text)
+    assert values["rebalance_queue_length"] == 1
+    assert values["rebalance_retry_waiting"] == 1
+    assert values["rebalance_events_requeued"] == 1
+    assert values["management_redis_up"] == 1
+    assert values["management_healthy"] == 0
+
+
+def _samples(text: str) -> dict[str, float]:
+    return {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
