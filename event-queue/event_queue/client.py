@@ -42,6 +42,12 @@ DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_HISTORY_LIMIT = 1000
 DEFAULT_IDEMPOTENCY_SECONDS = 24 * 3600
 _PAGE_SCAN = 500
+_AREAS = {
+    EventState.QUEUED: keys.QUEUE,
+    EventState.PROCESSING: keys.PROCESSING,
+    EventState.RETRY_WAIT: keys.RETRY_WAIT,
+}
+_LISTS = {keys.QUEUE, keys.PROCESSING}
 
 
 def _translate_errors(
@@ -383,8 +389,8 @@ class EventQueue:
         """A page of live events, oldest first, filtered by state, account and command.
 
         Unfiltered, by state, or by command alone, a page costs O(log n + limit). An account has at
-        most one live event per command, so account filters read a handful of records. Only a state
-        *and* command filter without an account walks the command's index.
+        most one live event per command, so account filters read a handful of records. A state *and*
+        command filter without an account walks the smaller of the two (callers may cap it).
         """
         if account_id is not None:
             ids = await self.redis.zrange(keys.by_account(account_id), 0, -1)
@@ -398,19 +404,16 @@ class EventQueue:
     async def _index_page(
         self, state: EventState | None, exec_command: str | None, *, limit: int, offset: int
     ) -> tuple[builtins.list[str], int]:
-        stop = offset + limit - 1
-        pipe: Pipeline = self.redis.pipeline(transaction=True)
-        if state in (EventState.QUEUED, EventState.PROCESSING):
-            area = keys.QUEUE if state is EventState.QUEUED else keys.PROCESSING
-            pipe.lrange(area, offset, stop)
-            pipe.llen(area)
+        if state is not None:
+            index = _AREAS[state]
         else:
-            index = (
-                keys.RETRY_WAIT if state is EventState.RETRY_WAIT
-                else keys.by_command(exec_command) if exec_command
-                else keys.EVENTS_ALL
-            )
-            pipe.zrange(index, offset, stop)
+            index = keys.by_command(exec_command) if exec_command else keys.EVENTS_ALL
+        pipe: Pipeline = self.redis.pipeline(transaction=True)
+        if index in _LISTS:
+            pipe.lrange(index, offset, offset + limit - 1)
+            pipe.llen(index)
+        else:
+            pipe.zrange(index, offset, offset + limit - 1)
             pipe.zcard(index)
         ids, total = await pipe.execute()
         return builtins.list(ids), int(total)
@@ -418,15 +421,31 @@ class EventQueue:
     async def _walk_command(
         self, state: EventState, exec_command: str, *, limit: int, offset: int
     ) -> EventPage:
-        index, start = keys.by_command(exec_command), 0
+        """Both filters without an account: walk the smaller of the state's area and the
+        command's index, filtering on the other field. Cost O(min of the two sizes)."""
+        area = _AREAS[state]
+        area_size, command_size = await self._sizes(area, keys.by_command(exec_command))
+        index = area if area_size <= command_size else keys.by_command(exec_command)
+        start = 0
         matching: builtins.list[Event] = []
         while True:
-            ids = await self.redis.zrange(index, start, start + _PAGE_SCAN - 1)
+            ids = await self._range(index, start, start + _PAGE_SCAN - 1)
             if not ids:
                 break
-            matching += [e for e in await self._fetch(ids) if e.state is state]
+            matching += [e for e in await self._fetch(ids) if _matches(e, state, exec_command)]
             start += _PAGE_SCAN
         return EventPage(matching[offset:offset + limit], len(matching), limit, offset)
+
+    async def _sizes(self, *indexes: str) -> builtins.list[int]:
+        pipe: Pipeline = self.redis.pipeline(transaction=False)
+        for index in indexes:
+            pipe.llen(index) if index in _LISTS else pipe.zcard(index)
+        return [int(n) for n in await pipe.execute()]
+
+    async def _range(self, index: str, start: int, stop: int) -> builtins.list[str]:
+        if index in _LISTS:
+            return builtins.list(await self.redis.lrange(index, start, stop))  # type: ignore[misc]
+        return builtins.list(await self.redis.zrange(index, start, stop))
 
     async def _fetch(self, wanted: Iterable[str]) -> builtins.list[Event]:
         ids = builtins.list(wanted)
