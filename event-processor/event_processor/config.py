@@ -1,0 +1,230 @@
+"""The processor's settings: one pydantic-settings class, read once at start-up.
+
+Structure comes from a YAML file (``config/config.yaml``, or ``--config`` / ``PROCESSOR_CONFIG``);
+deployment values come from the environment. Precedence, highest first: keyword arguments, the named
+variables in :data:`ENV_OVERRIDES` (``REDIS_URL``, ``IB_HOST``, ...), generic
+``PROCESSOR_<SECTION>__<KEY>`` variables, the YAML file, the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "config.yaml"
+CONFIG_PATH_ENV = "PROCESSOR_CONFIG"
+DEFAULT_COMMANDS = "event_processor.commands.factory:create_registry"
+
+# Environment variables that override one key each (deployment values and secrets).
+ENV_OVERRIDES: Mapping[str, tuple[str, str]] = {
+    "REDIS_URL": ("redis", "url"),
+    "IB_HOST": ("ibkr", "host"),
+    "IB_PORT": ("ibkr", "port"),
+    "IB_CLIENT_ID": ("ibkr", "client_id"),
+    "PROCESSOR_CONCURRENCY": ("processing", "concurrency"),
+    "PROCESSOR_CONSUMER_NAME": ("processing", "consumer_name"),
+    "LOG_LEVEL": ("logging", "level"),
+}
+
+# Retry keys the plan removed, and what replaces each.
+REMOVED_RETRY_KEYS: Mapping[str, str] = {
+    "base_delay": "base_delay was renamed to delay (fixed delay)",
+    "backoff_multiplier": "backoff_multiplier was removed: retries wait a fixed delay, no backoff",
+    "jitter": "jitter was removed: retries wait exactly delay seconds",
+    "max_delay": "max_delay was removed: the delay is fixed, so there is nothing to cap",
+}
+
+_config_path: ContextVar[Path | None] = ContextVar("processor_config_path", default=None)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names every bad key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryConfig(_Section):
+    """The plan's retry block: ``max_retries`` retries after the first attempt, ``delay`` apart."""
+
+    max_retries: int = Field(ge=0, le=100)
+    delay: float = Field(ge=0, le=3600)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            removed = [REMOVED_RETRY_KEYS[key] for key in data if key in REMOVED_RETRY_KEYS]
+            if removed:
+                raise ValueError("; ".join(removed))
+        return data
+
+
+class IBKRConfig(_Section):
+    """Where IB Gateway (or the simulator) listens and how hard to try to reach it."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=4002, ge=1, le=65535)
+    client_id: int = Field(default=1, ge=0)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    connection_retry: RetryConfig = RetryConfig(max_retries=3, delay=5)
+    order_retry: RetryConfig = RetryConfig(max_retries=2, delay=1)
+
+
+class RedisConfig(_Section):
+    """The queue's Redis server and how to behave while it is unreachable."""
+
+    url: str = Field(default="redis://localhost:6379/0", pattern=r"^(redis|rediss|unix)://")
+    timeout: float = Field(default=2.0, gt=0)
+    reconnect_delay: float = Field(default=1.0, gt=0, le=60)
+
+
+class ProcessingConfig(_Section):
+    """How the worker claims, runs, renews, requeues and drains events."""
+
+    concurrency: int = Field(default=4, ge=1, le=256)
+    max_waiting: int = Field(default=16, ge=0, le=10_000)
+    requeue_delay: float = Field(default=60.0, ge=0)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    renew_interval: float | None = Field(default=None, gt=0)
+    claim_timeout: float = Field(default=1.0, gt=0, le=30)
+    lock_poll_interval: float = Field(default=0.1, gt=0)
+    reap_interval: float = Field(default=10.0, gt=0)
+    promote_interval: float = Field(default=1.0, gt=0)
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    shutdown_grace: float = Field(default=30.0, ge=0)
+    commands: str = Field(default=DEFAULT_COMMANDS, pattern=r"^[\w.]+:[\w.]+$")
+    consumer_name: str | None = Field(default=None, pattern=r"^[\w.-]{1,64}$")
+    use_uvloop: bool = True
+
+    @model_validator(mode="after")
+    def _renewal_fits_in_lease(self) -> ProcessingConfig:
+        if self.renew_interval is not None and self.renew_interval >= self.lease_seconds:
+            raise ValueError("renew_interval must be shorter than lease_seconds")
+        return self
+
+    @property
+    def lease_renew_interval(self) -> float:
+        """Renew three times per lease unless configured, so one missed renewal is harmless."""
+        return self.renew_interval or self.lease_seconds / 3
+
+
+class LoggingConfig(_Section):
+    """Log level and format (JSON lines by default)."""
+
+    level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    json_lines: bool = True
+
+
+class Settings(BaseSettings):
+    """Every setting of the processor, validated once at start-up."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, env_prefix="PROCESSOR_", env_nested_delimiter="__"
+    )
+
+    redis: RedisConfig = RedisConfig()
+    ibkr: IBKRConfig = IBKRConfig()
+    processing: ProcessingConfig = ProcessingConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            _NamedEnvSource(settings_cls),
+            env_settings,
+            _YamlSource(settings_cls, _config_path.get()),
+        )
+
+
+class _NamedEnvSource(PydanticBaseSettingsSource):
+    """The variables of :data:`ENV_OVERRIDES`, each placed at its key."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for variable, (section, key) in ENV_OVERRIDES.items():
+            if variable in os.environ:
+                values.setdefault(section, {})[key] = os.environ[variable]
+        return values
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """The YAML file, which must hold a mapping of sections."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return read_yaml(self.path) if self.path is not None else {}
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping in a YAML file; ConfigError if it is missing or not a mapping."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    return data
+
+
+def config_path(explicit: str | Path | None = None) -> Path:
+    """The file to read: the argument, else ``PROCESSOR_CONFIG``, else the packaged default."""
+    chosen = explicit or os.environ.get(CONFIG_PATH_ENV)
+    return Path(chosen) if chosen else DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read and validate the configuration; raise ConfigError naming every bad key."""
+    token = _config_path.set(config_path(path))
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc)) from exc
+    finally:
+        _config_path.reset(token)
+
+
+def format_errors(exc: ValidationError) -> str:
+    """One line per problem, each starting with the dotted key (and its variable, if set)."""
+    lines = ["invalid processor configuration:"]
+    for error in exc.errors(include_url=False):
+        key = ".".join(str(part) for part in error["loc"]) or "(root)"
+        lines.append(f"  {key}{_env_hint(error['loc'])}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def _env_hint(loc: tuple[int | str, ...]) -> str:
+    for variable, path in ENV_OVERRIDES.items():
+        if tuple(loc[:2]) == path and variable in os.environ:
+            return f" (from environment variable {variable})"
+    return ""

@@ -1,0 +1,1 @@
+"""The worker: claim → lock account → run command → complete or requeue."""

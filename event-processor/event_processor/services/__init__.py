@@ -1,0 +1,1 @@
+"""The processor's connections to the outside: the queue and IBKR."""

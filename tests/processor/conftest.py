@@ -1,0 +1,60 @@
+"""Fixtures for the processor: in-process processors with test commands, and real processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from event_processor.commands.base import Registry
+from event_processor.config import Settings
+from event_processor.core.event_processor import EventProcessor
+
+from tests.processor.harness import ProcessorProcess, write_config
+
+StartProcessor = Callable[..., Awaitable[EventProcessor]]
+SpawnProcessor = Callable[..., ProcessorProcess]
+
+
+def fast_settings(redis_url: str, **processing: Any) -> Settings:
+    """Settings with short leases and intervals, for in-process processors."""
+    fast = {"concurrency": 2, "requeue_delay": 0.2, "lease_seconds": 1.0, "claim_timeout": 0.2,
+            "lock_poll_interval": 0.02, "reap_interval": 0.2, "promote_interval": 0.05,
+            "heartbeat_interval": 0.2, "shutdown_grace": 1.0}
+    return Settings(redis={"url": redis_url, "timeout": 1.0, "reconnect_delay": 0.1},
+                    processing={**fast, **processing})
+
+
+@pytest.fixture
+async def start_processor(redis_url: str) -> AsyncIterator[StartProcessor]:
+    """Start processors in this event loop; each is stopped and closed after the test."""
+    running: list[tuple[EventProcessor, asyncio.Task[None]]] = []
+
+    async def start(registry: Registry, **processing: Any) -> EventProcessor:
+        processor = EventProcessor.from_settings(fast_settings(redis_url, **processing), registry)
+        running.append((processor, asyncio.create_task(processor.run())))
+        return processor
+
+    yield start
+    for processor, task in running:
+        processor.request_stop("test over")
+        await asyncio.wait_for(task, 20)
+        await processor.close()
+
+
+@pytest.fixture
+def spawn_processor(tmp_path: Path) -> Iterator[SpawnProcessor]:
+    """Start ``python -m event_processor`` processes; any still alive are killed afterwards."""
+    spawned: list[ProcessorProcess] = []
+
+    def spawn(redis_url: str, *, record_file: Path, **processing: Any) -> ProcessorProcess:
+        config = write_config(tmp_path, redis_url, **processing)
+        process = ProcessorProcess(config, record_file, tmp_path / f"log-{len(spawned)}.jsonl")
+        spawned.append(process.start())
+        return process
+
+    yield spawn
+    for process in spawned:
+        process.kill()

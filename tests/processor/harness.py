@@ -1,0 +1,116 @@
+"""Run real ``python -m event_processor`` processes against a test Redis, and read what they did."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.processor.doubles import RECORD_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+DOUBLES = "tests.processor.doubles:create_registry"
+PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in ("event-queue", "event-processor", "."))
+
+
+def write_config(directory: Path, redis_url: str, **processing: Any) -> Path:
+    """A config file for test processors: doubles as commands, short leases and intervals."""
+    fast = {"concurrency": 2, "requeue_delay": 0.2, "lease_seconds": 1.0, "claim_timeout": 0.2,
+            "lock_poll_interval": 0.02, "reap_interval": 0.25, "promote_interval": 0.1,
+            "heartbeat_interval": 0.5, "shutdown_grace": 2.0, "commands": DOUBLES}
+    config = {
+        "redis": {"url": redis_url, "timeout": 1.0, "reconnect_delay": 0.2},
+        "ibkr": {"connection_retry": {"max_retries": 3, "delay": 5},
+                 "order_retry": {"max_retries": 2, "delay": 1}},
+        "processing": {**fast, **processing},
+    }
+    path = directory / f"processor-{len(list(directory.glob('processor-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class ProcessorProcess:
+    """One ``python -m event_processor`` subprocess, its log going to a file."""
+
+    def __init__(self, config: Path, record_file: Path, log_file: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.config, self.record_file, self.log_file = config, record_file, log_file
+        self.env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ProcessorProcess:
+        env = {**os.environ, "PYTHONPATH": PYTHONPATH, RECORD_ENV: str(self.record_file),
+               "PROCESSOR_CONFIG": str(self.config), **self.env}
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "event_processor"], cwd=ROOT, env=env,
+                stdout=log, stderr=log)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def terminate(self) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for raw in self.log_file.read_text().splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except json.JSONDecodeError:
+                lines.append({"msg": raw})
+        return lines
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Every line the doubles recorded, in file order."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def runs_by_event(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The recorded lines grouped by event id."""
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in records:
+        grouped[line["event_id"]].append(line)
+    return grouped
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], *, timeout: float, interval: float = 0.05
+) -> None:
+    """Poll ``check`` until it is true; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
