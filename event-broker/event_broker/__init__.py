@@ -1,0 +1,1 @@
+"""The event broker: authenticates webhooks, validates them and enqueues rebalancing events."""

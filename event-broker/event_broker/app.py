@@ -1,0 +1,60 @@
+"""The FastAPI application factory. Nothing is read or connected at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from event_queue import QueueUnavailable
+from event_queue.accounts import AccountDisabled, Accounts, UnknownAccount
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from event_broker.config import BrokerSettings
+from event_broker.errors import BrokerError, as_broker_error, error_body
+from event_broker.metrics import BrokerMetrics
+from event_broker.openapi import install_openapi
+from event_broker.routes import events, health, metrics
+from event_broker.runtime import open_broker
+
+DESCRIPTION = """Receives webhooks (Standard Webhooks signatures, or a shared token in the
+`Authorization` header or as `passphrase` in the body), validates them and queues one rebalancing
+event per `account_id:exec_command` while one is active."""
+
+
+def create_app(settings: BrokerSettings, *, accounts: Accounts | None = None) -> FastAPI:
+    """Build the broker app; its lifespan owns the Redis client.
+
+    The lifespan loads the accounts file, unless the caller already did (``accounts``).
+    """
+    app = FastAPI(title="event-broker", version="0.1.0", description=DESCRIPTION,
+                  lifespan=_lifespan)
+    app.state.settings = settings
+    app.state.preloaded_accounts = accounts
+    app.state.metrics = BrokerMetrics()
+    app.include_router(events.router)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    for error_type in (BrokerError, QueueUnavailable, UnknownAccount, AccountDisabled):
+        app.add_exception_handler(error_type, _error_response)
+    install_openapi(app)
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with open_broker(app.state.settings, app.state.metrics,
+                           accounts=app.state.preloaded_accounts) as broker:
+        app.state.broker = broker
+        yield
+
+
+async def _error_response(request: Request, exc: Exception) -> JSONResponse:
+    """The one mapping from the broker's errors to HTTP answers."""
+    error = as_broker_error(exc)
+    headers: dict[str, str] = {}
+    if error.status == 503:
+        headers["Retry-After"] = str(request.app.state.settings.retry_after_seconds)
+    elif error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="event-broker"'
+    return JSONResponse(error_body(error), status_code=error.status, headers=headers)

@@ -1,0 +1,133 @@
+"""Micro-batching: the enqueues of concurrent requests share one atomic ``enqueue_many`` call.
+
+A request adds its event to a pending list and waits for its own result. A flusher sends whatever is
+pending as one script call (one round trip, one AOF fsync), and when that call returns sends what
+piled up meanwhile. At most ``concurrency`` calls are in flight, each of at most ``max_size`` events.
+An idle broker therefore sends a lone event at once; a busy one sends bigger batches.
+
+Each request waits at most about ``deadline`` seconds: a watchdog, ticking every ``tick`` seconds
+(one timer for the whole broker rather than one per request), fails the requests that waited too
+long. A request failed before its batch left is dropped and never sent; one failed after may still
+be queued, which is why the 503 answer tells the sender to resend (dedup makes the resend safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from event_queue import EnqueueResult, EventQueue, NewEvent, QueueUnavailable
+from redis.exceptions import RedisError
+
+
+@dataclass(slots=True)
+class _Pending:
+    event: NewEvent
+    idempotency_key: str | None
+    future: asyncio.Future[EnqueueResult]
+    due: float  # monotonic time after which the caller gets a 503
+
+
+class EnqueueBatcher:
+    """Coalesces concurrent enqueues; every caller still gets its own exact answer."""
+
+    def __init__(
+        self,
+        queue: EventQueue,
+        *,
+        max_size: int,
+        concurrency: int,
+        deadline: float,
+        tick: float = 0.1,
+    ) -> None:
+        self._queue = queue
+        self._max_size = max_size
+        self._concurrency = concurrency
+        self._deadline = deadline
+        self._tick = tick
+        self._pending: deque[_Pending] = deque()
+        self._in_flight: list[list[_Pending]] = []
+        self._flushing = 0  # flushers running; a flusher stops only when nothing is pending
+        self._tasks: set[asyncio.Task[None]] = set()  # strong references to running tasks
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def enqueue(self, event: NewEvent, *, idempotency_key: str | None) -> EnqueueResult:
+        """Enqueue one event with the next batch; raise QueueUnavailable on failure or timeout."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[EnqueueResult] = loop.create_future()
+        self._pending.append(_Pending(event, idempotency_key, future,
+                                      time.monotonic() + self._deadline))
+        if self._watchdog is None:
+            self._watchdog = loop.create_task(self._watch())
+        if self._flushing < self._concurrency:
+            self._flushing += 1
+            self._spawn(self._flush())
+        return await future
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self) -> None:
+        try:
+            while batch := self._take():
+                self._in_flight.append(batch)
+                try:
+                    await self._send(batch)
+                finally:
+                    self._in_flight.remove(batch)
+        finally:
+            self._flushing -= 1  # no await since the last _take(): nothing can be left behind
+
+    def _take(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        while self._pending and len(batch) < self._max_size:
+            item = self._pending.popleft()
+            if not item.future.done():  # done = the watchdog already failed it
+                batch.append(item)
+        return batch
+
+    async def _send(self, batch: list[_Pending]) -> None:
+        try:
+            results = await self._queue.enqueue_many(
+                [(item.event, item.idempotency_key) for item in batch]
+            )
+        except (QueueUnavailable, RedisError) as exc:  # RedisError: e.g. OOM, READONLY replica
+            _fail(batch, exc if isinstance(exc, QueueUnavailable) else
+                  QueueUnavailable(type(exc).__name__))
+            return
+        except Exception as exc:  # a bug: each caller sees it, later batches still go out
+            _fail(batch, exc)
+            return
+        for item, result in zip(batch, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(result)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick)
+            now = time.monotonic()
+            for batch in [self._pending, *self._in_flight]:
+                _fail((i for i in batch if i.due <= now),
+                      QueueUnavailable(f"no answer within {self._deadline} s"))
+
+    async def close(self) -> None:
+        """Wait for the batches in flight, then stop the watchdog (at shutdown)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+
+
+def _fail(items: Iterable[_Pending], exc: Exception) -> None:
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(exc)

@@ -1,0 +1,97 @@
+"""Micro-batching, unit level: a gate-controlled stand-in for the queue shows exactly which events
+leave together. (The end-to-end behaviour is tested over HTTP in test_concurrency.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import cast
+
+import pytest
+from event_broker.batching import EnqueueBatcher
+from event_queue import EnqueueResult, EventQueue, ExecCommand, NewEvent, QueueUnavailable
+
+
+class GatedQueue:
+    """Records each enqueue_many call and holds it until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.gate = asyncio.Event()
+        self.fail_next: Exception | None = None
+
+    async def enqueue_many(
+        self, items: Sequence[tuple[NewEvent, str | None]]
+    ) -> list[EnqueueResult]:
+        self.calls.append([event.account_id for event, _ in items])
+        await self.gate.wait()
+        if self.fail_next is not None:
+            failure, self.fail_next = self.fail_next, None
+            raise failure
+        return [EnqueueResult(event_id=f"id-{e.account_id}", dedup_key=e.dedup_key,
+                              duplicate=False) for e, _ in items]
+
+
+def event(account: str) -> NewEvent:
+    return NewEvent(account_id=account, exec_command=ExecCommand.REBALANCE)
+
+
+def batcher(fake: GatedQueue, *, max_size: int = 10, deadline: float = 2.0) -> EnqueueBatcher:
+    return EnqueueBatcher(cast(EventQueue, fake), max_size=max_size, concurrency=1,
+                          deadline=deadline)
+
+
+async def test_requests_arriving_during_a_call_leave_together_next() -> None:
+    fake = GatedQueue()
+    subject = batcher(fake)
+    first = asyncio.create_task(subject.enqueue(event("A0"), idempotency_key=None))
+    await asyncio.sleep(0.01)
+    rest = [asyncio.create_task(subject.enqueue(event(f"B{i}"), idempotency_key=None))
+            for i in range(5)]
+    await asyncio.sleep(0.01)
+    fake.gate.set()
+    results = await asyncio.gather(first, *rest)
+
+    assert fake.calls == [["A0"], ["B0", "B1", "B2", "B3", "B4"]]
+    assert [r.event_id for r in results] == ["id-A0"] + [f"id-B{i}" for i in range(5)]
+
+
+async def test_batches_are_bounded() -> None:
+    fake = GatedQueue()
+    fake.gate.set()
+    subject = batcher(fake, max_size=3)
+    await asyncio.gather(*(subject.enqueue(event(f"C{i}"), idempotency_key=None)
+                           for i in range(7)))
+
+    assert [len(call) for call in fake.calls] == [3, 3, 1]
+
+
+async def test_a_failed_call_fails_each_waiting_request_and_the_next_call_works() -> None:
+    fake = GatedQueue()
+    fake.fail_next = QueueUnavailable("ConnectionError")
+    subject = batcher(fake)
+    waiting = [asyncio.create_task(subject.enqueue(event(f"D{i}"), idempotency_key=None))
+               for i in range(3)]
+    await asyncio.sleep(0.01)
+    fake.gate.set()
+    outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+    later = await subject.enqueue(event("E0"), idempotency_key=None)
+
+    assert all(isinstance(o, QueueUnavailable) for o in outcomes)
+    assert later.event_id == "id-E0"
+
+
+async def test_a_request_that_gives_up_before_its_batch_leaves_is_never_sent() -> None:
+    fake = GatedQueue()
+    subject = batcher(fake, deadline=0.1)
+    stuck = asyncio.create_task(subject.enqueue(event("F0"), idempotency_key=None))
+    await asyncio.sleep(0.01)
+    with pytest.raises(QueueUnavailable):
+        await subject.enqueue(event("F1"), idempotency_key=None)  # waits behind F0, gives up
+    fake.gate.set()
+    with pytest.raises(QueueUnavailable):
+        await stuck
+    after = await subject.enqueue(event("F2"), idempotency_key=None)
+
+    assert fake.calls == [["F0"], ["F2"]]
+    assert after.event_id == "id-F2"

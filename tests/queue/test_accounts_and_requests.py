@@ -1,0 +1,69 @@
+"""The shared validation: accounts file and event requests (used by the broker and management)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from event_queue.accounts import AccountDisabled, AccountsFileError, UnknownAccount, load_accounts
+from event_queue.requests import EventRequest
+from pydantic import ValidationError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "accounts.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_accounts_file_is_indexed_and_checks_enabled(tmp_path: Path) -> None:
+    accounts = load_accounts(write(tmp_path, """
+accounts:
+  - {account_id: DU1, strategy: balanced, cash_reserve_percent: 2}
+  - {account_id: DU2, enabled: false}
+"""))
+    assert accounts.require_enabled("DU1").strategy == "balanced"
+    with pytest.raises(AccountDisabled):
+        accounts.require_enabled("DU2")
+    with pytest.raises(UnknownAccount):
+        accounts.require_enabled("DU3")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("accounts:\n  - {account_id: DU1}\n  - {account_id: DU1}\n", "listed twice: DU1"),
+    ("accounts:\n  - {account_id: DU1, colour: red}\n", "accounts.0.colour"),
+    ("accounts:\n  - {account_id: 'bad id'}\n", "accounts.0.account_id"),
+    ("accounts: [\n", "not valid YAML"),
+])
+def test_bad_accounts_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(AccountsFileError, match=message):
+        load_accounts(write(tmp_path, text))
+
+
+def test_missing_accounts_file_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(AccountsFileError, match="cannot read accounts file"):
+        load_accounts(tmp_path / "nope.yaml")
+
+
+def test_request_accepts_exec_alias_and_rejects_unknown_fields_by_name() -> None:
+    request = EventRequest.model_validate({"account_id": "DU1", "exec": "print-equity"})
+    assert request.exec_command.value == "print-equity"
+    with pytest.raises(ValidationError, match="colour"):
+        EventRequest.model_validate({"account_id": "DU1", "exec": "rebalance", "colour": 1})
+
+
+@pytest.mark.parametrize("data", [
+    {"allocations": [{"symbol": "SPY", "allocation": 70}, {"symbol": "AGG", "allocation": 40}]},
+    {"allocations": [{"symbol": "SPY", "allocation": 10}, {"symbol": "SPY", "allocation": 10}]},
+    {"allocations": [{"symbol": "spy", "allocation": 10}]},
+    {"cash_reserve_percent": 101},
+    {"order_type": "STP"},
+])
+def test_bad_command_data_is_refused(data: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        EventRequest.model_validate({"account_id": "DU1", "exec": "rebalance", "data": data})
+
+
+def test_health_is_not_a_command() -> None:
+    with pytest.raises(ValidationError, match="exec"):
+        EventRequest.model_validate({"account_id": "DU1", "exec": "health"})
