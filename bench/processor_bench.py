@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "event-queue"), str(ROOT / "event-processor"), str(ROOT)]
@@ -54,7 +55,7 @@ def no_op_events(count: int, offset: int) -> list[tuple[NewEvent, str | None]]:
                       data={"record": False}), None) for i in range(count)]
 
 
-async def throughput(server: RedisServer, work: Path, concurrency: int, count: int) -> dict:
+async def throughput(server: RedisServer, work: Path, concurrency: int, count: int) -> dict[str, Any]:
     queue = EventQueue.from_url(server.url)
     client = queue.redis
     await client.flushall()
@@ -81,7 +82,7 @@ async def throughput(server: RedisServer, work: Path, concurrency: int, count: i
             "per_second": count / elapsed, "redis_calls_per_event": sent / count}
 
 
-async def latency(server: RedisServer, work: Path, samples: int) -> dict:
+async def latency(server: RedisServer, work: Path, samples: int) -> dict[str, Any]:
     queue = EventQueue.from_url(server.url)
     await queue.redis.flushall()
     record = work / "latency.jsonl"
@@ -107,7 +108,7 @@ async def latency(server: RedisServer, work: Path, samples: int) -> dict:
             "p99_ms": waits[int(len(waits) * 0.99) - 1], "max_ms": waits[-1]}
 
 
-async def write_latency(server: RedisServer, samples: int = 300) -> dict:
+async def write_latency(server: RedisServer, samples: int = 300) -> dict[str, Any]:
     """Baseline: one acknowledged write (SET), 20 ms apart like the latency samples, in ms."""
     client = aioredis.Redis.from_url(server.url)
     waits = []
@@ -123,7 +124,7 @@ async def write_latency(server: RedisServer, samples: int = 300) -> dict:
     return {"p50_ms": statistics.median(waits), "p99_ms": waits[int(samples * 0.99) - 1]}
 
 
-async def run_mode(fsync: str, count: int, samples: int) -> dict:
+async def run_mode(fsync: str, count: int, samples: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="processor-bench-") as tmp, \
             RedisServer(appendfsync=fsync) as server:
         work = Path(tmp)
@@ -135,7 +136,7 @@ async def run_mode(fsync: str, count: int, samples: int) -> dict:
             "eight": eight, "latency": lat}
 
 
-def report(mode: dict) -> None:
+def report(mode: dict[str, Any]) -> None:
     write, one, eight, lat = mode["write"], mode["one"], mode["eight"], mode["latency"]
     print(f"\n== redis {mode['version']}, appendfsync {mode['fsync']} ==")
     print(f"baseline: one acknowledged SET, 20 ms apart: p50 {write['p50_ms']:.2f} ms, "

@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "event-queue"), str(ROOT / "event-processor"), str(ROOT)]
@@ -41,7 +42,7 @@ def spawn(work: Path, url: str, record: Path, index: int) -> ProcessorProcess:
     return ProcessorProcess(config, record, work / f"log-{index}.jsonl").start()
 
 
-async def completed(queue: EventQueue) -> dict[str, dict]:
+async def completed(queue: EventQueue) -> dict[str, dict[str, Any]]:
     return {e["event_id"]: e for e in await queue.history(limit=100_000)
             if e["outcome"] == "completed"}
 
@@ -87,8 +88,18 @@ async def run(kills: int, accounts: int, seed: int) -> bool:
                   stats.total_events, kills, killing_done, elapsed)
 
 
-def report(ids, history, records, killed_pids, exit_codes, problems, live, kills,
-           killing_done, elapsed) -> bool:
+def report(
+    ids: set[str],
+    history: dict[str, dict[str, Any]],
+    records: list[dict[str, Any]],
+    killed_pids: set[int],
+    exit_codes: list[int],
+    problems: list[str],
+    live: int,
+    kills: int,
+    killing_done: float,
+    elapsed: float,
+) -> bool:
     runs = runs_by_event(records)
     done = ids & set(history)
     interrupted = {

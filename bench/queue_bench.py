@@ -12,18 +12,19 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import redis  # noqa: E402  (sync client for RQ, the peer being measured)
-import redis.asyncio as aioredis  # noqa: E402
-from arq.connections import RedisSettings, create_pool  # noqa: E402
-from rq import Queue  # noqa: E402
+import redis
+import redis.asyncio as aioredis
+from arq.connections import RedisSettings, create_pool
+from event_queue import EventQueue, ExecCommand, NewEvent
+from event_queue.redis_server import RedisServer
+from rq import Queue
 
-from bench.common import latencies, p50, table  # noqa: E402
-from event_queue import EventQueue, ExecCommand, NewEvent  # noqa: E402
-from event_queue.redis_server import RedisServer  # noqa: E402
+from bench.common import latencies, p50, table
 
 EVENTS = 20_000
 IN_FLIGHT = 64
@@ -116,18 +117,19 @@ async def stats_p50(url: str) -> float:
 
 async def enqueue_rates(url: str) -> list[tuple[str, ...]]:
     results: dict[str, float] = {}
-    for name, run in [
+    runs: list[tuple[str, Callable[[], Awaitable[float]]]] = [
         ("rq Queue.enqueue, sequential", lambda: asyncio.to_thread(rq_sequential, url)),
         ("event_queue enqueue, sequential", lambda: ours_sequential(url)),
         ("arq enqueue_job, sequential", lambda: arq_run(url, in_flight=1)),
         (f"arq enqueue_job, {IN_FLIGHT} in flight", lambda: arq_run(url, in_flight=IN_FLIGHT)),
         (f"event_queue enqueue, {IN_FLIGHT} in flight", lambda: ours_concurrent(url)),
         (f"event_queue enqueue_many, batches of {IN_FLIGHT}", lambda: ours_batched(url)),
-    ]:
+    ]
+    for name, run in runs:
         await flush(url)
         results[name] = await run()
     base = results["rq Queue.enqueue, sequential"]
-    rows = [("what", "events/s", "x RQ")]
+    rows: list[tuple[str, ...]] = [("what", "events/s", "x RQ")]
     rows += [(k, f"{v:,.0f}", f"{v / base:.2f}") for k, v in results.items()]
     return rows
 

@@ -12,10 +12,11 @@ import os
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from event_queue.requests import Allocation
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -29,6 +30,7 @@ ENV_OVERRIDES: Mapping[str, tuple[str, str]] = {
     "IB_HOST": ("ibkr", "host"),
     "IB_PORT": ("ibkr", "port"),
     "IB_CLIENT_ID": ("ibkr", "client_id"),
+    "ACCOUNTS_FILE": ("rebalance", "accounts_file"),
     "PROCESSOR_CONCURRENCY": ("processing", "concurrency"),
     "PROCESSOR_CONSUMER_NAME": ("processing", "consumer_name"),
     "LOG_LEVEL": ("logging", "level"),
@@ -70,14 +72,41 @@ class RetryConfig(_Section):
 
 
 class IBKRConfig(_Section):
-    """Where IB Gateway (or the simulator) listens and how hard to try to reach it."""
+    """Where IB Gateway (or the simulator) listens, which client library talks to it, how long to wait."""
 
+    enabled: bool = True
+    library: Literal["ib_async", "ib_insync"] = "ib_async"
     host: str = "127.0.0.1"
     port: int = Field(default=4002, ge=1, le=65535)
     client_id: int = Field(default=1, ge=0)
     connect_timeout: float = Field(default=10.0, gt=0)
+    request_timeout: float = Field(default=10.0, gt=0, le=600)
+    order_timeout: float = Field(default=60.0, gt=0, le=3600)
+    market_data_type: int = Field(default=1, ge=1, le=4)
     connection_retry: RetryConfig = RetryConfig(max_retries=3, delay=5)
     order_retry: RetryConfig = RetryConfig(max_retries=2, delay=1)
+
+
+class RebalanceConfig(_Section):
+    """Where account defaults come from and the limits of order sizing."""
+
+    accounts_file: Path | None = None
+    min_order_value: float = Field(default=100.0, ge=0)
+    buy_cost_buffer_percent: float = Field(default=0.2, ge=0, le=10)
+    default_order_type: Literal["MKT", "LMT", "MOC"] = "MKT"
+
+
+def _check_strategies(strategies: dict[str, list[Allocation]]) -> dict[str, list[Allocation]]:
+    for name, allocations in strategies.items():
+        symbols = [a.symbol for a in allocations]
+        repeated = sorted({s for s in symbols if symbols.count(s) > 1})
+        if repeated:
+            raise ValueError(f"strategy {name!r} lists symbols twice: {', '.join(repeated)}")
+        if sum(a.allocation for a in allocations) > 100.0 + 1e-9:
+            raise ValueError(f"strategy {name!r} allocates more than 100 percent")
+        if not allocations:
+            raise ValueError(f"strategy {name!r} has no allocations")
+    return strategies
 
 
 class RedisConfig(_Section):
@@ -136,6 +165,13 @@ class Settings(BaseSettings):
     ibkr: IBKRConfig = IBKRConfig()
     processing: ProcessingConfig = ProcessingConfig()
     logging: LoggingConfig = LoggingConfig()
+    rebalance: RebalanceConfig = RebalanceConfig()
+    strategies: dict[str, list[Allocation]] = Field(default_factory=dict)
+
+    @field_validator("strategies")
+    @classmethod
+    def _valid_strategies(cls, strategies: dict[str, list[Allocation]]) -> dict[str, list[Allocation]]:
+        return _check_strategies(strategies)
 
     @classmethod
     def settings_customise_sources(

@@ -18,13 +18,14 @@ StartProcessor = Callable[..., Awaitable[EventProcessor]]
 SpawnProcessor = Callable[..., ProcessorProcess]
 
 
-def fast_settings(redis_url: str, **processing: Any) -> Settings:
+def fast_settings(redis_url: str, *, ibkr: dict[str, Any] | None = None,
+                  **processing: Any) -> Settings:
     """Settings with short leases and intervals, for in-process processors."""
     fast = {"concurrency": 2, "requeue_delay": 0.2, "lease_seconds": 1.0, "claim_timeout": 0.2,
             "lock_poll_interval": 0.02, "reap_interval": 0.2, "promote_interval": 0.05,
             "heartbeat_interval": 0.2, "shutdown_grace": 1.0}
     return Settings(redis={"url": redis_url, "timeout": 1.0, "reconnect_delay": 0.1},
-                    processing={**fast, **processing})
+                    processing={**fast, **processing}, ibkr=ibkr or {})
 
 
 @pytest.fixture
@@ -32,16 +33,20 @@ async def start_processor(redis_url: str) -> AsyncIterator[StartProcessor]:
     """Start processors in this event loop; each is stopped and closed after the test."""
     running: list[tuple[EventProcessor, asyncio.Task[None]]] = []
 
-    async def start(registry: Registry, **processing: Any) -> EventProcessor:
-        processor = EventProcessor.from_settings(fast_settings(redis_url, **processing), registry)
+    async def start(registry: Registry, *, ibkr: dict[str, Any] | None = None,
+                    **processing: Any) -> EventProcessor:
+        settings = fast_settings(redis_url, ibkr=ibkr, **processing)
+        processor = EventProcessor.from_settings(settings, registry)
         running.append((processor, asyncio.create_task(processor.run())))
         return processor
 
     yield start
     for processor, task in running:
         processor.request_stop("test over")
-        await asyncio.wait_for(task, 20)
-        await processor.close()
+        try:
+            await asyncio.wait_for(task, 20)
+        finally:
+            await processor.close()
 
 
 @pytest.fixture

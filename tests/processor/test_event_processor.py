@@ -105,15 +105,17 @@ async def test_a_failed_command_requeues_with_times_queued_plus_one_and_its_erro
     assert second["start"] - first["end"] >= 0.45  # the fixed requeue_delay, not sooner
 
 
-async def test_the_default_commands_fail_their_events_until_ibkr_is_wired(
+async def test_the_default_commands_fail_their_events_when_ibkr_is_disabled(
     queue: EventQueue, start_processor: StartProcessor, redis_url: str
 ) -> None:
     settings = Settings(redis={"url": redis_url})
     registry = create_registry(settings)
     assert set(registry) == {c.value for c in ExecCommand}
     assert "health" not in registry
-    await start_processor(registry, requeue_delay=60, concurrency=6)
-    ids = [(await queue.enqueue(new("DU1", c.value))).event_id for c in ExecCommand]
+    await start_processor(registry, ibkr={"enabled": False}, requeue_delay=60, concurrency=6)
+    targets = [{"symbol": "SPY", "allocation": 50}]
+    ids = [(await queue.enqueue(new("DU1", c.value, allocations=targets))).event_id
+           for c in ExecCommand]
 
     async def all_failed() -> bool:
         return (await queue.stats()).retry_waiting == len(ids)

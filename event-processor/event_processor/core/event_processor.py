@@ -14,6 +14,7 @@ an event this process cannot settle stays in Redis, and a reaper puts it back wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -36,7 +37,7 @@ from event_processor.commands.base import (
 )
 from event_processor.config import Settings
 from event_processor.core.flight import AccountLocks, Capacity, InFlight, Phase
-from event_processor.services.ibkr_client import Broker, UnconfiguredBroker
+from event_processor.services.ibkr_client import Broker, create_broker
 from event_processor.services.queue_service import QueueService
 
 T = TypeVar("T")
@@ -117,7 +118,8 @@ class EventProcessor:
         self.queue = queue
         self.registry = registry
         self.consumer_id = queue.consumer_id
-        self.context = CommandContext(settings, broker or UnconfiguredBroker(), self.consumer_id)
+        self.context = CommandContext(settings, broker or create_broker(settings.ibkr),
+                                      self.consumer_id)
         self.flights: dict[str, InFlight] = {}
         self.account_locks = AccountLocks()
         processing = settings.processing
@@ -126,6 +128,7 @@ class EventProcessor:
         self._tasks: set[asyncio.Task[None]] = set()
         self.outage = OutageLog()
         self._stopping = asyncio.Event()
+        self._background_stop = asyncio.Event()
         self._hand_back_deadline: float | None = None
         self._started_at = time.time()
 
@@ -148,9 +151,7 @@ class EventProcessor:
                     for i in range(self.settings.processing.concurrency)]
         await self._stopping.wait()
         await self._drain(claimers)
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await self._stop_background(background)
         await self._forget()
         log.info("processor stopped", extra={"consumer_id": self.consumer_id})
 
@@ -168,8 +169,11 @@ class EventProcessor:
         return self._stopping.is_set()
 
     async def close(self) -> None:
-        """Close the queue connections."""
-        await self.queue.close()
+        """Disconnect from IBKR and close the queue connections."""
+        try:
+            await self.context.broker.close()
+        finally:
+            await self.queue.close()
 
     def _start_background(self) -> list[asyncio.Task[None]]:
         p = self.settings.processing
@@ -184,14 +188,24 @@ class EventProcessor:
     async def _every(
         self, name: str, interval: float, job: Callable[[], Awaitable[object]]
     ) -> None:
-        while True:
+        while not self._background_stop.is_set():
             try:
                 await job()
             except QueueUnavailable as exc:
                 self.outage.failed(name, exc)
             except Exception:
                 log.exception("periodic job failed", extra={"job": name})
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._background_stop.wait(), interval)
+
+    async def _stop_background(self, background: list[asyncio.Task[None]]) -> None:
+        # A flag, not only cancel(): redis-py's read timeout can swallow a cancellation that lands
+        # at the moment a reply arrives, and a periodic job must never keep the process alive.
+        self._background_stop.set()
+        _, pending = await asyncio.wait(background, timeout=5.0)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
 
     async def _drain(self, claimers: list[asyncio.Task[None]]) -> None:
         grace_ends = time.monotonic() + self.settings.processing.shutdown_grace

@@ -1,20 +1,20 @@
-"""The one adapter between the commands and IBKR: a small typed interface and its implementations.
+"""The typed interface between the commands and IBKR: values, errors, the Broker protocol.
 
-Commands talk to :class:`Broker` only. The real ib_async-backed broker is a later step; until it is
-wired, :class:`UnconfiguredBroker` makes every command fail its event with a clear error instead of
-pretending to succeed. :func:`connect_ib` (the plan's connection retry, Phase 2.3) is already here.
+Commands talk to :class:`Broker` only. :class:`~event_processor.services.ib_broker.IBBroker` (the
+one module that imports ib_async / ib_insync) implements it; :class:`UnconfiguredBroker` makes every
+command fail its event with a clear error when ``ibkr.enabled`` is false. :func:`connect_ib` is the
+plan's connection retry (Phase 2.3).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Literal, Protocol
 
 from event_processor.config import IBKRConfig
 from event_processor.utils.retry import retry_with_config
 
-if TYPE_CHECKING:
-    from ib_async import IB
+OrderType = Literal["MKT", "LMT", "MOC"]
 
 
 class IBKRError(Exception):
@@ -22,7 +22,7 @@ class IBKRError(Exception):
 
 
 class IBKRNotConfigured(IBKRError):
-    """No IBKR adapter is wired yet; the command cannot run."""
+    """No IBKR adapter is wired (``ibkr.enabled: false``); the command cannot run."""
 
     def __init__(self, operation: str) -> None:
         super().__init__(f"IBKR adapter not configured (cannot {operation})")
@@ -38,22 +38,106 @@ class IBKRUnavailable(IBKRError):
         self.reason = reason
 
 
+class IBKRTimeout(IBKRError):
+    """IBKR did not answer a request in time."""
+
+    def __init__(self, operation: str, seconds: float) -> None:
+        super().__init__(f"IBKR did not answer {operation} within {seconds:g} s")
+        self.operation = operation
+        self.seconds = seconds
+
+
+class AccountNotManaged(IBKRError):
+    """The account is not one of the accounts this IBKR login manages."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"account {account_id!r} is not managed by this IBKR login")
+        self.account_id = account_id
+
+
+class UnknownSymbol(IBKRError):
+    """IBKR knows no (unambiguous) US stock for these symbols."""
+
+    def __init__(self, symbols: list[str]) -> None:
+        super().__init__(f"unknown symbol(s) at IBKR (STK SMART USD): {', '.join(symbols)}")
+        self.symbols = symbols
+
+
+class NoPrice(IBKRError):
+    """No usable bid/ask/last/close for a symbol."""
+
+    def __init__(self, symbol: str) -> None:
+        super().__init__(f"no market price for {symbol}")
+        self.symbol = symbol
+
+
+class UnsupportedPosition(IBKRError):
+    """The account holds something the rebalancer cannot value (not a USD stock)."""
+
+    def __init__(self, account_id: str, description: str) -> None:
+        super().__init__(f"account {account_id} holds an unsupported position: {description}")
+        self.account_id = account_id
+
+
+class OrdersNotCancelled(IBKRError):
+    """Some open orders of the account could not be cancelled (or not confirmed in time)."""
+
+    def __init__(self, account_id: str, order_ids: list[int], reason: str) -> None:
+        super().__init__(f"open orders {order_ids} of {account_id} not cancelled: {reason}")
+        self.account_id = account_id
+        self.order_ids = order_ids
+
+
+class OrderNotAcknowledged(IBKRError):
+    """IBKR did not acknowledge a placement; nothing was placed, so it is safe to try again."""
+
+    def __init__(self, description: str, reason: str) -> None:
+        super().__init__(f"order {description} not acknowledged: {reason}")
+        self.description = description
+
+
+class OrderRejected(IBKRError):
+    """IBKR rejected or cancelled an order (e.g. error 201)."""
+
+    def __init__(self, description: str, code: int, text: str, filled: float = 0.0) -> None:
+        super().__init__(f"order {description} rejected by IBKR (error {code}): {text}"
+                         + (f"; {filled:g} filled before" if filled else ""))
+        self.code = code
+        self.text = text
+        self.filled = filled
+
+
+class OrderNotFilled(IBKRError):
+    """An order did not fill completely (timeout or cancelled); its remainder was cancelled."""
+
+    def __init__(self, description: str, status: str, filled: float, quantity: float) -> None:
+        super().__init__(f"order {description} not filled: status {status}, "
+                         f"{filled:g} of {quantity:g} filled")
+        self.status = status
+        self.filled = filled
+        self.quantity = quantity
+
+
 @dataclass(frozen=True)
 class Position:
-    """One holding of an account."""
+    """One holding of an account, valued at its market price (never its average cost)."""
 
     symbol: str
     quantity: float
     market_price: float
     market_value: float
+    avg_cost: float
 
 
 @dataclass(frozen=True)
 class AccountEquity:
-    """The account's value and cash, in its base currency."""
+    """The account's value and cash, in its base currency (from the account summary)."""
 
     net_liquidation: float
     cash: float
+    available_funds: float
+    buying_power: float
+    gross_position_value: float
     currency: str
 
 
@@ -62,18 +146,94 @@ class OpenOrder:
     """An order that is still working."""
 
     order_id: int
+    perm_id: int
+    client_id: int
+    symbol: str
+    action: str
+    quantity: float
+    filled: float
+    order_type: str
+    limit_price: float | None
+    status: str
+    order_ref: str
+
+
+@dataclass(frozen=True)
+class Quote:
+    """Bid, ask, last and close of a symbol (None when unknown), and the price to plan with."""
+
+    symbol: str
+    bid: float | None
+    ask: float | None
+    last: float | None
+    close: float | None
+
+    @property
+    def price(self) -> float:
+        """The market price: last when it lies within bid/ask, else the mid, else last, else close."""
+        mid = self.mid
+        if self.last and (mid is None or _within(self.last, self.bid, self.ask)):
+            return self.last
+        for candidate in (mid, self.last, self.close):
+            if candidate:
+                return candidate
+        raise NoPrice(self.symbol)
+
+    @property
+    def mid(self) -> float | None:
+        """Halfway between bid and ask, when both are known and not crossed."""
+        if self.bid and self.ask and self.ask >= self.bid:
+            return (self.bid + self.ask) / 2
+        return None
+
+    def execution_price(self, action: str) -> float:
+        """Where a marketable order would fill: the ask for a BUY, the bid for a SELL."""
+        side = self.ask if action == "BUY" else self.bid
+        return side if side else self.price
+
+
+def _within(value: float, low: float | None, high: float | None) -> bool:
+    return low is not None and high is not None and low <= value <= high
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """One order to place. ``order_ref`` is the event id, so every order names its event."""
+
+    symbol: str
+    action: Literal["BUY", "SELL"]
+    quantity: float
+    order_type: OrderType
+    order_ref: str
+    limit_price: float | None = None
+
+    def describe(self) -> str:
+        """``BUY 10 SPY MKT ref=...``, for errors and logs."""
+        return f"{self.action} {self.quantity:g} {self.symbol} {self.order_type} ref={self.order_ref}"
+
+
+@dataclass(frozen=True)
+class OrderResult:
+    """What became of a placed order."""
+
+    order_id: int
+    perm_id: int
     symbol: str
     action: str
     quantity: float
     order_type: str
+    status: str
+    filled: float
+    avg_price: float
     order_ref: str
+    adopted: bool = False
 
 
 class Broker(Protocol):
-    """What the commands need from IBKR, and nothing more."""
+    """What the commands need from IBKR, and nothing more. Every call acts on one account only."""
 
     async def positions(self, account_id: str) -> list[Position]:
-        """The account's current holdings."""
+        """The account's current holdings, valued at market prices."""
         ...
 
     async def equity(self, account_id: str) -> AccountEquity:
@@ -85,12 +245,24 @@ class Broker(Protocol):
         ...
 
     async def cancel_open_orders(self, account_id: str) -> int:
-        """Cancel every working order of the account; returns how many were cancelled."""
+        """Cancel every working order of the account, confirmed; returns how many were cancelled."""
+        ...
+
+    async def quotes(self, symbols: list[str]) -> dict[str, Quote]:
+        """A quote per symbol; UnknownSymbol when IBKR does not know one."""
+        ...
+
+    async def place_order(self, account_id: str, request: OrderRequest) -> OrderResult:
+        """Place an order for the account and wait for its outcome (MOC: its acknowledgement)."""
+        ...
+
+    async def close(self) -> None:
+        """Disconnect; safe to call when never connected."""
         ...
 
 
 class UnconfiguredBroker:
-    """The default until the ib_async adapter is wired: every call fails the event, clearly."""
+    """The broker for ``ibkr.enabled: false``: every call fails the event, clearly."""
 
     async def positions(self, account_id: str) -> list[Position]:
         """Always raises IBKRNotConfigured."""
@@ -108,9 +280,29 @@ class UnconfiguredBroker:
         """Always raises IBKRNotConfigured."""
         raise IBKRNotConfigured("cancel orders")
 
+    async def quotes(self, symbols: list[str]) -> dict[str, Quote]:
+        """Always raises IBKRNotConfigured."""
+        raise IBKRNotConfigured("read quotes")
 
-async def connect_ib(ib: IB, config: IBKRConfig) -> None:
-    """Connect ``ib`` with the plan's fixed-delay connection retry; fail fast when it runs out.
+    async def place_order(self, account_id: str, request: OrderRequest) -> OrderResult:
+        """Always raises IBKRNotConfigured."""
+        raise IBKRNotConfigured("place orders")
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
+def create_broker(config: IBKRConfig) -> Broker:
+    """The processor's default broker: :class:`IBBroker` unless ``ibkr.enabled`` is false."""
+    if not config.enabled:
+        return UnconfiguredBroker()
+    from event_processor.services.ib_broker import IBBroker
+
+    return IBBroker(config)
+
+
+async def connect_ib(ib: Any, config: IBKRConfig) -> None:
+    """Connect ``ib`` (an ib_async or ib_insync ``IB``) with the plan's fixed-delay connection retry.
 
     Raises IBKRUnavailable (carrying the number of attempts) after ``max_retries`` retries.
     """
