@@ -21,6 +21,7 @@ sys.path[:0] = [str(ROOT / "event-queue"), str(ROOT / "management-service")]
 
 import httpx  # noqa: E402
 import uvicorn  # noqa: E402
+
 from event_queue import EventQueue, ExecCommand, NewEvent  # noqa: E402
 from event_queue.redis_server import RedisServer, free_port  # noqa: E402
 from management_service.app import create_app  # noqa: E402

@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "event-queue"), str(ROOT / "event-processor"), str(ROOT)]
 
 import redis.asyncio as aioredis  # noqa: E402
+
 from event_queue import EventQueue, ExecCommand, NewEvent  # noqa: E402
 from event_queue.redis_server import RedisServer  # noqa: E402
-
 from tests.processor.harness import ProcessorProcess, read_records, write_config  # noqa: E402
 
 COMMANDS = list(ExecCommand)

@@ -26,7 +26,6 @@ sys.path[:0] = [str(ROOT / "event-queue"), str(ROOT / "event-processor"), str(RO
 from event_queue import EventQueue, ExecCommand, NewEvent  # noqa: E402
 from event_queue.invariants import violations  # noqa: E402
 from event_queue.redis_server import RedisServer  # noqa: E402
-
 from tests.processor.harness import (  # noqa: E402
     ProcessorProcess,
     read_records,

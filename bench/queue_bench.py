@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis
 import redis.asyncio as aioredis
 from arq.connections import RedisSettings, create_pool
-from event_queue import EventQueue, ExecCommand, NewEvent
-from event_queue.redis_server import RedisServer
 from rq import Queue
 
 from bench.common import latencies, p50, table
+from event_queue import EventQueue, ExecCommand, NewEvent
+from event_queue.redis_server import RedisServer
 
 EVENTS = 20_000
 IN_FLIGHT = 64

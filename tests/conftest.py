@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
+
 from event_queue import EventQueue
 from event_queue.invariants import assert_consistent
 from event_queue.redis_server import RedisServer

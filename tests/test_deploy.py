@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from event_queue.accounts import load_accounts
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,11 +15,11 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
-from event_queue.accounts import Accounts, AccountsFileError, load_accounts
 
 from event_broker.app import create_app
 from event_broker.config import BrokerSettings, SettingsError, load_settings
 from event_broker.logs import configure_logging, stop_logging
+from event_queue.accounts import Accounts, AccountsFileError, load_accounts
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from event_queue import QueueUnavailable
-from event_queue.accounts import AccountDisabled, Accounts, UnknownAccount
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -16,6 +14,8 @@ from event_broker.metrics import BrokerMetrics
 from event_broker.openapi import install_openapi
 from event_broker.routes import events, health, metrics
 from event_broker.runtime import open_broker
+from event_queue import QueueUnavailable
+from event_queue.accounts import AccountDisabled, Accounts, UnknownAccount
 
 DESCRIPTION = """Receives webhooks (Standard Webhooks signatures, or a shared token in the
 `Authorization` header or as `passphrase` in the body), validates them and queues one rebalancing

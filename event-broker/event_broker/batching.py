@@ -21,8 +21,9 @@ from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from event_queue import EnqueueResult, EventQueue, NewEvent, QueueUnavailable
 from redis.exceptions import RedisError
+
+from event_queue import EnqueueResult, EventQueue, NewEvent, QueueUnavailable
 
 
 @dataclass(slots=True)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, cast
 
-from event_queue import EventQueue
 from fastapi import Depends, Request
 from starlette.types import Scope
 
 from event_broker.metrics import BrokerMetrics
 from event_broker.runtime import Broker
+from event_queue import EventQueue
 
 
 def broker_from_scope(scope: Scope) -> Broker:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from event_queue.requests import EventRequest
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
 from event_broker.webhook import PASSPHRASE_FIELD
+from event_queue.requests import EventRequest
 
 _REF = "#/components/schemas/{model}"
 BODY_SCHEMA = "WebhookEvent"

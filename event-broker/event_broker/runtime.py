@@ -11,13 +11,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from event_queue import EventQueue
-from event_queue.accounts import Accounts, load_accounts
-
 from event_broker.auth import Authenticator
 from event_broker.batching import EnqueueBatcher
 from event_broker.config import BrokerSettings
 from event_broker.metrics import BrokerMetrics
+from event_queue import EventQueue
+from event_queue.accounts import Accounts, load_accounts
 
 log = logging.getLogger("event_broker")
 

@@ -10,7 +10,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from event_queue.requests import EventRequest
 from pydantic import ValidationError
 from starlette.types import Receive, Scope
 
@@ -21,6 +20,7 @@ from event_broker.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from event_queue.requests import EventRequest
 
 PASSPHRASE_FIELD = "passphrase"  # noqa: S105 - a field name, not a secret
 JSON_TYPES = frozenset({"application/json", "text/plain"})

@@ -6,8 +6,8 @@ import logging
 import sys
 
 import uvicorn
-from event_queue.accounts import AccountsFileError
 
+from event_queue.accounts import AccountsFileError
 from management_service.app import create_app
 from management_service.config import ConfigError, load_settings
 from management_service.logs import configure_logging

@@ -13,13 +13,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
-from event_queue import EventQueue
-from event_queue.accounts import Accounts, load_accounts
 from fastapi import FastAPI
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from event_queue import EventQueue
+from event_queue.accounts import Accounts, load_accounts
 from management_service import __version__, errors
 from management_service.config import Settings
 from management_service.deps import Services

@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
 from event_queue import (
     EventNotFound,
     EventNotWaiting,
@@ -13,9 +17,6 @@ from event_queue import (
     QueueUnavailable,
 )
 from event_queue.accounts import AccountDisabled, UnknownAccount
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 

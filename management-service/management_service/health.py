@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from event_queue import EventQueue, ProcessorInfo, QueueStats, QueueUnavailable
-
 from management_service.config import HealthSettings
 from management_service.schemas import CheckOut, EventBrief, HealthOut
 

@@ -21,7 +21,6 @@ from event_queue import (
 )
 from event_queue.accounts import Accounts
 from event_queue.requests import EventRequest
-
 from management_service.errors import DuplicateEvent, FilterTooBroad, ManualEventsDisabled
 from management_service.health import Observation, observe
 from management_service.metrics import Metrics

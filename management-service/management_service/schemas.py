@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from event_queue import Event, EventPage, EventSummary, ProcessorInfo
 from pydantic import BaseModel, ConfigDict, Field
+
+from event_queue import Event, EventPage, EventSummary, ProcessorInfo
 
 
 class _Out(BaseModel):

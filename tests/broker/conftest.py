@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+
 from event_broker.app import create_app
 from event_broker.config import BrokerSettings, load_settings
 

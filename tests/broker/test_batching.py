@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import cast
 
 import pytest
+
 from event_broker.batching import EnqueueBatcher
 from event_queue import EnqueueResult, EventQueue, ExecCommand, NewEvent, QueueUnavailable
 

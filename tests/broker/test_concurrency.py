@@ -7,8 +7,8 @@ from collections import Counter
 
 import httpx
 import redis.asyncio as aioredis
-from event_queue import EventQueue, keys
 
+from event_queue import EventQueue, keys
 from tests.broker.conftest import BULK_ACCOUNTS, BrokerServer, bearer, event_body, sign
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from event_broker.config import SettingsError, load_settings
 from event_queue.redis_server import free_port
-
 from tests.broker.conftest import SECRET, SECRET_BYTES, TOKEN, BrokerServer, event_body
 
 ROOT = Path(__file__).resolve().parents[2]

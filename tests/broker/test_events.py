@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from event_queue import EventQueue, keys
 
+from event_queue import EventQueue, keys
 from tests.broker.conftest import (
     ACCOUNT,
     DISABLED_ACCOUNT,

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 import redis.asyncio as aioredis
+
 from event_queue import keys
 from event_queue.invariants import assert_consistent
 from event_queue.redis_server import RedisServer
-
 from tests.broker.conftest import BrokerServer, bearer, event_body
 
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from event_queue import EventQueue
 
+from event_queue import EventQueue
 from tests.broker.conftest import (
     OLD_SECRET,
     OLD_SECRET_BYTES,

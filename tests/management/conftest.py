@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+
 from event_queue import Event, EventQueue, ExecCommand, NewEvent
 from event_queue.redis_server import free_port
 from management_service.app import create_app

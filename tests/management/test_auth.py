@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from event_queue import EventQueue
 
+from event_queue import EventQueue
 from tests.management.conftest import ACCOUNTS, API_KEY, READ_KEY, add, requeue
 
 MUTATIONS = ["add", "delete", "retry", "audit"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from event_queue.redis_server import free_port
 from management_service.config import ConfigError, load_settings
 

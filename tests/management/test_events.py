@@ -7,8 +7,8 @@ from datetime import datetime
 
 import httpx
 import pytest
-from event_queue import EventQueue, ExecCommand, NewEvent
 
+from event_queue import EventQueue, ExecCommand, NewEvent
 from tests.management.conftest import ACCOUNTS, API_KEY, DISABLED_ACCOUNT, add, claim, requeue
 
 

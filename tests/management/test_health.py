@@ -7,8 +7,8 @@ import asyncio
 from collections.abc import Callable
 
 import httpx
-from event_queue import EventQueue, ExecCommand
 
+from event_queue import EventQueue, ExecCommand
 from tests.management.conftest import ACCOUNTS, add, claim, requeue
 
 REQUEUED = "queue:requeued_events"

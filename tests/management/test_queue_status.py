@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import httpx
-from event_queue import EventQueue, ExecCommand
 
+from event_queue import EventQueue, ExecCommand
 from tests.management.conftest import ACCOUNTS, add, claim, requeue
 
 

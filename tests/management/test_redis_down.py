@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from event_queue import EventQueue, ExecCommand, NewEvent
 from event_queue.redis_server import RedisServer
-
 from tests.management.conftest import ACCOUNTS, API_KEY, make_settings, serving
 
 NEEDS_REDIS = [

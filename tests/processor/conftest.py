@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from event_processor.commands.base import Registry
 from event_processor.config import Settings
 from event_processor.core.event_processor import EventProcessor
-
 from tests.processor.harness import ProcessorProcess, write_config
 
 StartProcessor = Callable[..., Awaitable[EventProcessor]]

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 import yaml
+
 from event_processor.commands.factory import create_registry
 from event_processor.config import Settings
 from event_processor.core.event_processor import EventProcessor
 from event_processor.services.ib_broker import IBBroker
 from event_queue import Event, EventQueue, ExecCommand, NewEvent
 from ibkr_simulator import Simulator, start_simulator
-
 from tests.processor.conftest import fast_settings
 from tests.processor.harness import wait_until
 from tests.processor.ibkr import ACCT, ibkr_config, place_resting_limits, sim_config, working_orders

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from event_processor.config import (
     DEFAULT_CONFIG_PATH,
     ConfigError,
     RetryConfig,
     load_settings,
 )
-
 from tests.processor.harness import PYTHONPATH, ROOT
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+
 from event_processor.commands.base import CommandContext
 from event_processor.commands.factory import create_registry
 from event_processor.config import Settings
@@ -23,7 +24,6 @@ from event_queue import (
     QueueUnavailable,
     keys,
 )
-
 from tests.processor.conftest import StartProcessor, fast_settings
 from tests.processor.harness import wait_until
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+
 from event_processor.services.ib_broker import IBBroker
 from event_processor.services.ibkr_client import (
     AccountNotManaged,
@@ -18,7 +19,6 @@ from event_processor.services.ibkr_client import (
     UnknownSymbol,
 )
 from ibkr_simulator import Simulator, start_simulator
-
 from tests.processor.harness import wait_until
 from tests.processor.ibkr import (
     ACCT,

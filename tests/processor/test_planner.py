@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from event_processor.rebalancing.planner import Plan, PlanError, make_plan
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from event_processor.rebalancing.planner import Plan, PlanError, make_plan
 
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD", "EEE"]
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+
 from event_queue import EventQueue, EventState, ExecCommand, NewEvent, QueueUnavailable
 from event_queue.invariants import assert_consistent
 from event_queue.redis_server import RedisServer
-
 from tests.processor.conftest import SpawnProcessor
 from tests.processor.harness import ProcessorProcess, read_records, runs_by_event, wait_until
 

@@ -7,11 +7,12 @@ import logging
 import time
 
 import pytest
+from ib_async import IB
+
 from event_processor.config import IBKRConfig, RetryConfig
 from event_processor.services.ibkr_client import IBKRUnavailable, connect_ib
 from event_processor.utils.retry import retry_with_config
 from event_queue.redis_server import free_port
-from ib_async import IB
 
 TOLERANCE = 0.15
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
+
 from event_queue.accounts import AccountDisabled, AccountsFileError, UnknownAccount, load_accounts
 from event_queue.requests import EventRequest
-from pydantic import ValidationError
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio as aioredis
+
 from event_queue import EventQueue, EventState, ExecCommand, NewEvent, keys
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from event_queue import Event, EventQueue, EventState, ExecCommand, LeaseLost, NewEvent, keys
 
 

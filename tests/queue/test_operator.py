@@ -6,6 +6,7 @@ import asyncio
 import random
 
 import pytest
+
 from event_queue import (
     EventNotFound,
     EventNotWaiting,

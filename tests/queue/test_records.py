@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import redis.asyncio as aioredis
+
 from event_queue import EventQueue, EventState, ExecCommand, NewEvent, keys
 from event_queue.events import decode_event
 from event_queue.invariants import violations

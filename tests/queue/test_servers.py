@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import pytest
+
 from event_queue import EventQueue, ExecCommand, NewEvent, QueueUnavailable
 from event_queue.invariants import assert_consistent
 from event_queue.redis_server import RedisBinary, RedisServer, available_binaries

@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
 from ibkr_simulator import Simulator, start_simulator
 
 LIBRARIES = ["ib_async", "ib_insync"]

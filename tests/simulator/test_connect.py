@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from ibkr_simulator import start_simulator
 
 from .conftest import ACCT_A, ACCT_B, sim_config

@@ -8,6 +8,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
 from ibkr_simulator import Simulator, start_simulator
 from ibkr_simulator import messages as m
 from ibkr_simulator.market import Instrument

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from ibkr_simulator import ConfigError, config_from_dict, load_config
 from ibkr_simulator.accounts import Account
 from ibkr_simulator.orders import commission_for

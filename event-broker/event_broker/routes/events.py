@@ -19,8 +19,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from event_queue import EnqueueResult, QueueUnavailable
-from event_queue.accounts import AccountDisabled, UnknownAccount
 from fastapi import APIRouter
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -38,6 +36,8 @@ from event_broker.webhook import (
     request_headers,
     validate_event,
 )
+from event_queue import EnqueueResult, QueueUnavailable
+from event_queue.accounts import AccountDisabled, UnknownAccount
 
 log = logging.getLogger("event_broker.events")
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from event_queue import QueueUnavailable
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from event_broker.deps import QueueDep
+from event_queue import QueueUnavailable
 
 router = APIRouter(prefix="/health", tags=["health"])
 

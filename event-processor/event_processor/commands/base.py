@@ -7,10 +7,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from event_queue import Event
-
 from event_processor.config import Settings
 from event_processor.services.ibkr_client import Broker
+from event_queue import Event
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from event_queue import ExecCommand
-
 from event_processor.commands.account import print_equity, print_positions
 from event_processor.commands.base import Command, Registry
 from event_processor.commands.orders import cancel_orders, print_orders
 from event_processor.commands.rebalance import RebalanceCommand
 from event_processor.config import Settings
 from event_processor.rebalancing.targets import TargetResolver
+from event_queue import ExecCommand
 
 
 def create_registry(settings: Settings) -> Registry:

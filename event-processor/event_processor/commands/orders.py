@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from event_queue import Event
-
 from event_processor.commands.base import CommandContext
+from event_queue import Event
 
 
 async def print_orders(event: Event, context: CommandContext) -> dict[str, Any]:

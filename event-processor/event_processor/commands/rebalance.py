@@ -13,8 +13,6 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from event_queue import Event
-
 from event_processor.commands.base import CommandContext
 from event_processor.config import Settings
 from event_processor.rebalancing.planner import Plan, PlannedOrder, fit_buys, make_plan
@@ -27,6 +25,7 @@ from event_processor.services.ibkr_client import (
     OrderResult,
     Quote,
 )
+from event_queue import Event
 
 
 class RebalanceIncomplete(IBKRError):

@@ -25,8 +25,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from event_queue import Event, EventNotFound, LeaseLost, QueueUnavailable
-
 from event_processor import __version__
 from event_processor.commands.base import (
     Command,
@@ -39,6 +37,7 @@ from event_processor.config import Settings
 from event_processor.core.flight import AccountLocks, Capacity, InFlight, Phase
 from event_processor.services.ibkr_client import Broker, create_broker
 from event_processor.services.queue_service import QueueService
+from event_queue import Event, EventNotFound, LeaseLost, QueueUnavailable
 
 T = TypeVar("T")
 

@@ -11,11 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from event_queue.accounts import Account, Accounts, load_accounts
-from event_queue.requests import Allocation, CommandData
-
 from event_processor.config import Settings
 from event_processor.services.ibkr_client import OrderType
+from event_queue.accounts import Account, Accounts, load_accounts
+from event_queue.requests import Allocation, CommandData
 
 
 class NoTargets(ValueError):

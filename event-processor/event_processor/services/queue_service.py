@@ -10,9 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from event_queue import Event, EventQueue
-
 from event_processor.config import Settings
+from event_queue import Event, EventQueue
 
 
 class QueueService:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fastapi import APIRouter, Path, Query, status
+
 from event_queue import EventState, ExecCommand
 from event_queue.events import ACCOUNT_ID_PATTERN
 from event_queue.requests import EventRequest
-from fastapi import APIRouter, Path, Query, status
-
 from management_service.deps import READ_ACCESS, ManagerDep, OperatorDep
 from management_service.queue_manager import EventFilters
 from management_service.schemas import (

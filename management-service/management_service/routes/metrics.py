@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from event_queue import QueueUnavailable
 from fastapi import APIRouter, Response
 
+from event_queue import QueueUnavailable
 from management_service.deps import ServicesDep
 from management_service.health import evaluate
 from management_service.metrics import CONTENT_TYPE
