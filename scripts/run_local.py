@@ -21,16 +21,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "event-queue"))
 
-from event_queue.redis_server import RedisServer, free_port  # noqa: E402
+from event_queue.redis_server import RedisServer  # noqa: E402
 
 ACCOUNTS = ROOT / "config" / "accounts.yaml"
 SIM_ACCOUNTS = ROOT / "ibkr-simulator" / "accounts.demo.yaml"
+PORTS = {"broker": 8080, "management": 8000, "simulator": 4002, "simulator admin": 8081}
 
 
 def start(name: str, module: str, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     print(f"starting {name}: python -m {module} {' '.join(args)}", flush=True)
     return subprocess.Popen([sys.executable, "-m", module, *args], env={**os.environ, **env},
                             cwd=ROOT)
+
+
+def check_ports_free() -> None:
+    import socket
+
+    for name, port in PORTS.items():
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sys.exit(f"port {port} ({name}) is already in use; stop whatever holds it first")
 
 
 def wait_for_port(port: int, *, timeout: float = 20.0) -> None:
@@ -50,7 +62,8 @@ def main() -> int:
     data_dir = ROOT / ".local" / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
     token, api_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    ib_port, admin_port = free_port(), free_port()
+    check_ports_free()
+    ib_port, admin_port = PORTS["simulator"], PORTS["simulator admin"]
     with RedisServer(appendfsync="always", data_dir=str(data_dir)) as redis:
         common = {"REDIS_URL": redis.url, "ACCOUNTS_FILE": str(ACCOUNTS)}
         children = [
