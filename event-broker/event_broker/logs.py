@@ -12,28 +12,11 @@ import json
 import logging
 import sys
 import threading
-from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO
+
+from event_queue.logs import JsonFormatter
 
 _handler: BackgroundLineWriter | None = None
-
-
-class JsonFormatter(logging.Formatter):
-    """Formats a record as one JSON object: time, level, logger, message and its fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            line.update(fields)
-        if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, separators=(",", ":"))
 
 
 class BackgroundLineWriter(logging.Handler):

@@ -135,5 +135,5 @@ def test_main_serves_health_on_the_configured_port(redis_url: str, tmp_path: Pat
         process.terminate()
         output, _ = process.communicate(timeout=15)
     assert process.returncode in (0, -15)  # uvicorn re-raises SIGTERM after a clean shutdown
-    assert '"message": "management service started"' in output
+    assert '"msg":"management service started"' in output
     assert "Application shutdown complete" in output

@@ -49,3 +49,23 @@ async def test_checker_finds_a_lost_event(queue: EventQueue) -> None:
 async def test_checker_passes_on_a_consistent_queue(queue: EventQueue) -> None:
     await queue.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE))
     assert await violations(queue.redis) == []
+
+
+def test_log_lines_are_one_json_object_with_the_fields() -> None:
+    import json
+    import logging
+
+    from event_queue.logs import JsonFormatter
+
+    record = logging.makeLogRecord({"name": "x", "levelname": "WARNING", "msg": "event %s",
+                                    "args": ("failed",), "fields": {"event_id": "e1"},
+                                    "times_queued": 2, "color_message": "ansi"})
+    line = JsonFormatter().format(record)
+
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert parsed["msg"] == "event failed"
+    assert parsed["level"] == "warning"
+    assert parsed["event_id"] == "e1"
+    assert parsed["times_queued"] == 2
+    assert "color_message" not in parsed and "fields" not in parsed
