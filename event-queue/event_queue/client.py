@@ -314,8 +314,14 @@ class EventQueue:
 
         Events in the processing area with no lease get a grace lease (default: one lease period)
         and are reaped on a later pass if nobody leases them. Returns the ids put back.
+
+        Nothing is reaped during the first lease period (to the second) after Redis (re)started: leases are stamped
+        with the Redis clock, which ran on while Redis was down, so every lease then looks expired
+        although live processors have not yet had the chance to renew.
         """
         grace = self.lease_seconds if grace_seconds is None else grace_seconds
+        if await self._recently_restarted():
+            return []
         expired = await self._run(
             "find_expired", [keys.PROCESSING, keys.LEASES], [_ms(grace), limit]
         )
@@ -327,6 +333,11 @@ class EventQueue:
             expired,
         )
         return [str(i) for i in reaped]
+
+    async def _recently_restarted(self) -> bool:
+        # Redis reports whole seconds of uptime: hold off while it is surely under one lease.
+        info = await self.redis.info("server")
+        return float(info.get("uptime_in_seconds", 0)) + 1 <= self.lease_seconds
 
     # -- operator actions -----------------------------------------------------------------------
 

@@ -102,3 +102,25 @@ async def test_acknowledged_events_survive_a_redis_crash(tmp_path: object) -> No
     finally:
         await q.close()
         server.stop()
+
+
+async def test_nothing_is_reaped_until_processors_could_renew_after_a_restart(
+    tmp_path: object,
+) -> None:
+    server = RedisServer(appendfsync="always", data_dir=str(tmp_path)).start()
+    q = EventQueue.from_url(server.url, lease_seconds=1.5)
+    try:
+        await q.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE))
+        claimed = await q.claim("c1", timeout=1)
+        assert claimed is not None
+        server.kill()
+        await asyncio.sleep(1.6)  # the lease runs out while Redis is down
+        server.start()
+
+        assert await q.reap_expired_leases() == []  # its processor may be alive and renewing
+        await asyncio.sleep(2.1)
+        assert await q.reap_expired_leases() == [claimed.event_id]
+        await assert_consistent(q.redis)
+    finally:
+        await q.close()
+        server.stop()
