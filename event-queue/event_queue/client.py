@@ -315,9 +315,9 @@ class EventQueue:
         Events in the processing area with no lease get a grace lease (default: one lease period)
         and are reaped on a later pass if nobody leases them. Returns the ids put back.
 
-        Nothing is reaped during the first lease period (to the second) after Redis (re)started: leases are stamped
-        with the Redis clock, which ran on while Redis was down, so every lease then looks expired
-        although live processors have not yet had the chance to renew.
+        Nothing is reaped during the first lease period (to the second) after Redis (re)started:
+        leases are stamped with the Redis clock, which ran on while Redis was down, so every lease
+        then looks expired although live processors have not yet had the chance to renew.
         """
         grace = self.lease_seconds if grace_seconds is None else grace_seconds
         if await self._recently_restarted():
