@@ -9,7 +9,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from event_broker.logs import JsonFormatter
+from event_queue.logs import JsonFormatter
 from tests.broker.conftest import ACCOUNT, SECRET, TOKEN, BrokerServer, bearer, event_body, sign
 
 WRONG_PASSPHRASE = "not-the-token-but-still-private"
