@@ -12,6 +12,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -103,15 +105,25 @@ class EventQueue:
         *,
         timeout: float = 2.0,
         max_connections: int | None = None,
+        reconnect_once: bool = False,
         **options: Any,
     ) -> EventQueue:
-        """Connect lazily to ``url``; every call gives up after ``timeout`` seconds."""
+        """Connect lazily to ``url``; every call gives up after ``timeout`` seconds.
+
+        With ``reconnect_once``, a call on a connection the server dropped (Redis restarted) is
+        retried once at once on a new connection, so the first call after a restart does not fail.
+        Timeouts are never retried. Use it only where running a script twice is harmless: if the
+        connection dies after a script ran, the retry runs it again.
+        """
+        once = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
         client = aioredis.Redis.from_url(
             url,
             decode_responses=True,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             max_connections=max_connections,
+            retry=once if reconnect_once else None,
+            retry_on_error=[RedisConnectionError] if reconnect_once else None,
         )
         return cls(client, **options)
 

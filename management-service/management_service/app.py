@@ -12,11 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from event_queue import EventQueue
 from event_queue.accounts import Accounts, load_accounts
@@ -44,16 +40,9 @@ def connect_queue(settings: Settings) -> EventQueue:
     request after a restart does not fail; timeouts are not retried, so a hung Redis costs one
     timeout, not two.
     """
-    timeout = settings.redis_timeout_seconds
-    client = aioredis.Redis.from_url(
-        settings.redis_connection,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        retry_on_error=[RedisConnectionError],
+    return EventQueue.from_url(
+        settings.redis_connection, timeout=settings.redis_timeout_seconds, reconnect_once=True
     )
-    return EventQueue(client)
 
 
 def make_lifespan(settings: Settings, accounts: Accounts | None) -> Any:

@@ -124,3 +124,23 @@ async def test_nothing_is_reaped_until_processors_could_renew_after_a_restart(
     finally:
         await q.close()
         server.stop()
+
+
+async def test_reconnect_once_survives_a_restart_that_a_plain_client_reports(
+    tmp_path: object,
+) -> None:
+    server = RedisServer(appendfsync="always", data_dir=str(tmp_path)).start()
+    plain = EventQueue.from_url(server.url)
+    resilient = EventQueue.from_url(server.url, reconnect_once=True)
+    try:
+        assert await plain.ping() and await resilient.ping()  # both hold a pooled connection
+        server.kill()
+        server.start()
+
+        with pytest.raises(QueueUnavailable):
+            await plain.stats()  # its pooled connection was dropped by the restart
+        assert (await resilient.stats()).total_events == 0
+    finally:
+        await plain.close()
+        await resilient.close()
+        server.stop()
