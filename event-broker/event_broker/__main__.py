@@ -62,9 +62,13 @@ def serve(settings: BrokerSettings, accounts: Accounts) -> None:
 
 
 def _exit_after_signal(signum: int, frame: FrameType | None) -> None:
-    """Uvicorn drains on SIGTERM/SIGINT, then re-raises the signal: flush the logs, then exit."""
+    """Uvicorn drains on SIGTERM/SIGINT, then re-raises the signal: flush the logs, exit 0.
+
+    A stop asked for by a signal, once drained, is a clean exit (as for the other services), so
+    ``docker compose stop`` reports 0 and a supervisor does not count it as a crash.
+    """
     stop_logging()
-    raise SystemExit(128 + signum)
+    raise SystemExit(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -46,7 +46,9 @@ class SettingsError(ValueError):
 class BrokerSettings(BaseSettings):
     """Everything the broker needs, validated once when the process starts."""
 
-    model_config = SettingsConfigDict(extra="forbid", frozen=True, case_sensitive=False)
+    # An empty variable (``WEBHOOK_SECRET=`` in a .env file) means "not set", as in every service.
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, case_sensitive=False,
+                                      env_ignore_empty=True)
 
     host: str = "0.0.0.0"  # noqa: S104 - a container listens on every interface
     port: int = Field(default=8080, ge=1, le=65535)
