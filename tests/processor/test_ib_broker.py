@@ -13,6 +13,7 @@ import pytest
 from event_processor.services.ib_broker import IBBroker
 from event_processor.services.ibkr_client import (
     AccountNotManaged,
+    IBKRConnectionLost,
     IBKRUnavailable,
     OrderRejected,
     OrderRequest,
@@ -183,3 +184,21 @@ async def test_an_unacknowledged_order_is_retried_once_and_never_doubled(
     assert (result.status, result.filled) == ("Filled", 5)
     executions = (await sim.admin.state())["executions"]
     assert [(e["order_ref"], e["shares"]) for e in executions] == [("event-7", 5)]
+
+
+async def test_a_lost_connection_ends_the_wait_for_a_fill_at_once(
+        make_broker: MakeBroker, sim: Simulator) -> None:
+    broker = make_broker(order_timeout=30)
+    await broker.quotes(["AAPL"])
+    await sim.admin.set_fill_delay(20)
+    placing = asyncio.create_task(broker.place_order(ACCT, order("AAPL", "BUY", 5, ref="ev-9")))
+
+    async def working() -> bool:
+        return len(working_orders(await sim.admin.state(), ACCT)) == 1
+
+    await wait_until(working, timeout=5)
+    dropped_at = time.monotonic()
+    await sim.admin.drop_connections()
+    with pytest.raises(IBKRConnectionLost, match="the fill of"):
+        await asyncio.wait_for(placing, 10)
+    assert time.monotonic() - dropped_at < 2  # not the 30 s order_timeout

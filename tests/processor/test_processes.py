@@ -65,10 +65,12 @@ def stop_all(processes: list[ProcessorProcess], timeout: float = 15) -> list[int
 
 
 async def test_sigterm_finishes_short_commands_hands_back_the_rest_and_exits_0(
-    queue: EventQueue, redis_url: str, spawn_processor: SpawnProcessor, tmp_path: Path
+    queue: EventQueue, redis_url: str, spawn_processor: SpawnProcessor, tmp_path: Path,
+    processor_python: str,
 ) -> None:
     record = tmp_path / "runs.jsonl"
-    processor = spawn_processor(redis_url, record_file=record, concurrency=3, shutdown_grace=2.0)
+    processor = spawn_processor(redis_url, record_file=record, concurrency=3, shutdown_grace=2.0,
+                                python=processor_python)
     short = await queue.enqueue(new("DU1", "print-positions", sleep=1.0))
     long = await queue.enqueue(new("DU2", "rebalance", sleep=30))
     await wait_records(record, 2)
@@ -93,6 +95,9 @@ async def test_sigterm_finishes_short_commands_hands_back_the_rest_and_exits_0(
     head = (await queue.list(state=EventState.QUEUED)).events
     assert {e.event_id for e in head} == {long.event_id, waiting.event_id}
     assert await queue.alive_processors(within=60) == []
+    logged = {(line.get("msg"), line.get("event_id")) for line in processor.log_lines()}
+    assert ("event task cancelled; handing the event back", long.event_id) in logged
+    assert ("event handed back", long.event_id) in logged
 
 
 async def test_two_processors_never_overlap_commands_of_one_account(

@@ -17,7 +17,7 @@ import contextlib
 import importlib
 import logging
 import math
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ from event_processor.config import IBKRConfig
 from event_processor.services.ibkr_client import (
     AccountEquity,
     AccountNotManaged,
+    IBKRConnectionLost,
     IBKRError,
     IBKRTimeout,
     OpenOrder,
@@ -217,14 +218,14 @@ class IBBroker:
             raise OrdersNotCancelled(account_id, foreign, "placed by another API client")
         for trade in trades:
             ib.cancelOrder(trade.order)
-        await self._wait_done(trades, self.config.request_timeout, account_id)
+        await self._wait_done(ib, trades, self.config.request_timeout, account_id)
         return sum(1 for t in trades if t.orderStatus.status in UNFILLED_ENDS)
 
-    async def _wait_done(self, trades: list[Any], timeout: float, account_id: str) -> None:
+    async def _wait_done(self, ib: Any, trades: list[Any], timeout: float, account_id: str) -> None:
         async def all_done() -> None:
             for trade in trades:
-                while not trade.isDone():
-                    await trade.statusEvent
+                await _until(ib, trade.isDone, trade.statusEvent,
+                             what=f"the cancellation of order {trade.order.orderId}")
 
         try:
             await asyncio.wait_for(all_done(), timeout)
@@ -284,12 +285,13 @@ class IBBroker:
         return order
 
     async def _wait_acknowledged(self, ib: Any, trade: Any, request: OrderRequest) -> None:
-        async def acknowledged() -> None:
-            while trade.orderStatus.status in UNACKNOWLEDGED and ib.isConnected():
-                await trade.statusEvent
+        def acknowledged() -> bool:
+            return trade.orderStatus.status not in UNACKNOWLEDGED
 
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(acknowledged(), self.config.request_timeout)
+        with contextlib.suppress(TimeoutError, IBKRConnectionLost):
+            await asyncio.wait_for(
+                _until(ib, acknowledged, trade.statusEvent, what=f"order {request.describe()}"),
+                self.config.request_timeout)
         if trade.orderStatus.status in UNACKNOWLEDGED:
             if ib.isConnected():
                 # Sent after the placement on the same socket, so TWS sees it second: the
@@ -341,23 +343,56 @@ class IBBroker:
         return result
 
     async def _wait_filled(self, account_id: str, trade: Any, request: OrderRequest) -> None:
+        """Wait until the order ends; IBKRConnectionLost at once if the connection drops.
+
+        A fill cannot arrive over a lost connection, so waiting out ``order_timeout`` would only
+        delay the failure (and a graceful stop). The event is requeued; its next run recomputes
+        the orders from the positions IBKR reports then, whatever this order did meanwhile.
+        """
+        ib = self._ib  # the client that placed the order: never a reconnected one
         try:
-            await asyncio.wait_for(_until_done(trade), self.config.order_timeout)
+            await asyncio.wait_for(
+                _until(ib, trade.isDone, trade.statusEvent, what=f"the fill of {request.describe()}"),
+                self.config.order_timeout)
             return
         except TimeoutError:
             log.warning("order not filled in time; cancelling the remainder",
                         extra={"order": request.describe()})
-        ib = await self._account_client(account_id)
         ib.cancelOrder(trade.order)
-        await self._wait_done([trade], self.config.request_timeout, account_id)
+        await self._wait_done(ib, [trade], self.config.request_timeout, account_id)
         status = trade.orderStatus
         raise OrderNotFilled(request.describe(), f"{status.status} after order_timeout",
                              status.filled, request.quantity)
 
 
-async def _until_done(trade: Any) -> None:
-    while not trade.isDone():
-        await trade.statusEvent
+async def _until(ib: Any, done: Callable[[], bool], event: Any, *, what: str) -> None:
+    """Wait until ``done()``, re-checking at every emit of ``event``.
+
+    Raises IBKRConnectionLost as soon as the client disconnects: the libraries emit no status
+    event when the socket drops, so a plain wait would last until its timeout.
+    """
+    lost = asyncio.get_running_loop().create_future()
+
+    def on_disconnected(*_: Any) -> None:
+        if not lost.done():
+            lost.set_result(None)
+
+    ib.disconnectedEvent += on_disconnected
+    try:
+        while not done():
+            if lost.done() or not ib.isConnected():
+                raise IBKRConnectionLost(what)
+            emitted = asyncio.ensure_future(_next_emit(event))
+            try:
+                await asyncio.wait({emitted, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                emitted.cancel()
+    finally:
+        ib.disconnectedEvent -= on_disconnected
+
+
+async def _next_emit(event: Any) -> None:
+    await event
 
 
 def _raise_if_rejected(trade: Any, request: OrderRequest) -> None:

@@ -47,6 +47,14 @@ class IBKRTimeout(IBKRError):
         self.seconds = seconds
 
 
+class IBKRConnectionLost(IBKRError):
+    """The connection to IBKR dropped while a command waited for IBKR's answer."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(f"IBKR connection lost while waiting for {operation}")
+        self.operation = operation
+
+
 class AccountNotManaged(IBKRError):
     """The account is not one of the accounts this IBKR login manages."""
 
