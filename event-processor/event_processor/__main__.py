@@ -1,4 +1,8 @@
-"""``python -m event_processor [--config PATH] [--check-config]``: run the worker until SIGTERM."""
+"""``python -m event_processor [--config PATH] [--check-config] [run | healthcheck]``.
+
+``run`` (the default) runs the worker until SIGTERM; ``healthcheck`` exits 0 when this host's
+processor has a fresh heartbeat in Redis, 1 otherwise (the container's HEALTHCHECK).
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,13 @@ from collections.abc import Callable, Sequence
 from event_processor.commands.base import Registry, load_registry
 from event_processor.config import CONFIG_PATH_ENV, ConfigError, Settings, load_settings
 from event_processor.core.event_processor import EventProcessor
+from event_processor.core.healthcheck import check_health
 from event_processor.log import configure_logging
 
 log = logging.getLogger("event_processor")
 
 EXIT_CONFIG_ERROR = 2
+EXIT_UNHEALTHY = 1
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -26,6 +32,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                          "else config/config.yaml of the package)")
     parser.add_argument("--check-config", action="store_true",
                         help="validate the configuration and the command registry, then exit")
+    parser.add_argument("command", nargs="?", choices=("run", "healthcheck"), default="run",
+                        help="run the worker (default), or check that this host's processor "
+                             "has a fresh heartbeat in Redis (exit 0 healthy, 1 not)")
     return parser.parse_args(argv)
 
 
@@ -54,6 +63,8 @@ def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop]
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the processor; returns the process exit code (0 after a clean stop)."""
     args = parse_args(argv)
+    if args.command == "healthcheck":
+        return healthcheck(args.config)
     try:
         settings = load_settings(args.config)
         configure_logging(settings.logging)
@@ -67,6 +78,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     with asyncio.Runner(loop_factory=_loop_factory(settings)) as runner:
         runner.run(serve(settings, registry))
     return 0
+
+
+def healthcheck(config: str | None) -> int:
+    """Print one line and return 0 when this host's processor is alive, else 1 (2: bad config)."""
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return EXIT_CONFIG_ERROR
+    report = asyncio.run(check_health(settings))
+    print(report.message)
+    return 0 if report.healthy else EXIT_UNHEALTHY
 
 
 if __name__ == "__main__":

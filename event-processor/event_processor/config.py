@@ -30,6 +30,9 @@ ENV_OVERRIDES: Mapping[str, tuple[str, str]] = {
     "REDIS_URL": ("redis", "url"),
     "IB_HOST": ("ibkr", "host"),
     "IB_PORT": ("ibkr", "port"),
+    "TRADING_MODE": ("ibkr", "trading_mode"),
+    "IB_PAPER_PORT": ("ibkr", "paper_port"),
+    "IB_LIVE_PORT": ("ibkr", "live_port"),
     "IB_CLIENT_ID": ("ibkr", "client_id"),
     "ACCOUNTS_FILE": ("rebalance", "accounts_file"),
     "PROCESSOR_CONCURRENCY": ("processing", "concurrency"),
@@ -73,11 +76,20 @@ class RetryConfig(_Section):
 
 
 class IBKRConfig(_Section):
-    """Where IB Gateway (or the simulator) listens, which client library talks to it, how long to wait."""
+    """Where IB Gateway (or the simulator) listens, which client library talks to it, how long to wait.
+
+    IB Gateway serves paper and live trading on different ports, so ``port`` follows
+    ``trading_mode`` unless it is given: ``paper_port`` (4002, the gateway's default) or
+    ``live_port`` (4001). Its container image forwards them to 4004 and 4003 instead, which
+    docker-compose.yaml sets.
+    """
 
     enabled: bool = True
     library: Literal["ib_async", "ib_insync"] = "ib_async"
     host: str = "127.0.0.1"
+    trading_mode: Literal["paper", "live"] = "paper"
+    paper_port: int = Field(default=4002, ge=1, le=65535)
+    live_port: int = Field(default=4001, ge=1, le=65535)
     port: int = Field(default=4002, ge=1, le=65535)
     client_id: int = Field(default=1, ge=0)
     connect_timeout: float = Field(default=10.0, gt=0)
@@ -86,6 +98,16 @@ class IBKRConfig(_Section):
     market_data_type: int = Field(default=1, ge=1, le=4)
     connection_retry: RetryConfig = RetryConfig(max_retries=3, delay=5)
     order_retry: RetryConfig = RetryConfig(max_retries=2, delay=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _port_by_trading_mode(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and not data.get("port"):
+            live = data.get("trading_mode") == "live"
+            key = "live_port" if live else "paper_port"
+            default = cls.model_fields[key].default
+            data = {**data, "port": data.get(key) or default}
+        return data
 
 
 class RebalanceConfig(_Section):
@@ -159,7 +181,8 @@ class Settings(BaseSettings):
     """Every setting of the processor, validated once at start-up."""
 
     model_config = SettingsConfigDict(
-        extra="forbid", frozen=True, env_prefix="PROCESSOR_", env_nested_delimiter="__"
+        extra="forbid", frozen=True, env_prefix="PROCESSOR_", env_nested_delimiter="__",
+        env_ignore_empty=True,
     )
 
     redis: RedisConfig = RedisConfig()
@@ -200,7 +223,7 @@ class _NamedEnvSource(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for variable, (section, key) in ENV_OVERRIDES.items():
-            if variable in os.environ:
+            if os.environ.get(variable):  # empty (IB_PORT= in a .env file) means not set
                 values.setdefault(section, {})[key] = os.environ[variable]
         return values
 
@@ -262,6 +285,6 @@ def format_errors(exc: ValidationError) -> str:
 
 def _env_hint(loc: tuple[int | str, ...]) -> str:
     for variable, path in ENV_OVERRIDES.items():
-        if tuple(loc[:2]) == path and variable in os.environ:
+        if tuple(loc[:2]) == path and os.environ.get(variable):
             return f" (from environment variable {variable})"
     return ""

@@ -93,6 +93,38 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     assert settings.processing.requeue_delay == 7.5
 
 
+@pytest.mark.parametrize(
+    ("mode", "port"), [(None, 4004), ("paper", 4004), ("live", 4003)])
+def test_the_port_follows_the_trading_mode_unless_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str | None, port: int
+) -> None:
+    if mode:
+        monkeypatch.setenv("TRADING_MODE", mode)
+    monkeypatch.setenv("IB_PAPER_PORT", "4004")  # as docker-compose.yaml sets them
+    monkeypatch.setenv("IB_LIVE_PORT", "4003")
+    monkeypatch.setenv("IB_PORT", "")  # as an .env file leaves it
+    assert load_settings(write(tmp_path, {})).ibkr.port == port
+    monkeypatch.setenv("IB_PORT", "7497")
+    assert load_settings(write(tmp_path, {})).ibkr.port == 7497
+
+
+def test_without_settings_the_gateways_own_ports() -> None:
+    settings = load_settings(DEFAULT_CONFIG_PATH)
+    assert (settings.ibkr.trading_mode, settings.ibkr.port) == ("paper", 4002)
+    live = load_settings(DEFAULT_CONFIG_PATH, ibkr={"trading_mode": "live"})
+    assert live.ibkr.port == 4001
+
+
+def test_empty_variables_count_as_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, {"redis": {"url": "redis://file:6379/0"}, "ibkr": {"port": 4001}})
+    for variable in ("REDIS_URL", "IB_PORT", "IB_HOST", "TRADING_MODE", "LOG_LEVEL",
+                     "PROCESSOR_PROCESSING__REQUEUE_DELAY"):
+        monkeypatch.setenv(variable, "")
+    settings = load_settings(path)
+    assert (settings.redis.url, settings.ibkr.port) == ("redis://file:6379/0", 4001)
+    assert settings.processing.requeue_delay == 60
+
+
 def test_a_bad_environment_value_names_the_key_and_the_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
