@@ -6,6 +6,7 @@ import asyncio
 import builtins
 import functools
 import json
+import re
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
@@ -16,6 +17,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from event_queue import keys, scripts
@@ -52,16 +54,49 @@ _AREAS = {
 _LISTS = {keys.QUEUE, keys.PROCESSING}
 
 
+# Errors with which Redis refuses a command before running it: the command changed nothing, so the
+# caller may answer 503 and try again later. Inside a script, the refusal comes at its first write
+# (Redis checks OOM and the others only while the script has not written), so a refused script
+# changed nothing either. Redis 6.2 reports a refusal inside a script as "ERR ... -OOM ...".
+_REFUSALS = {
+    "OOM": "Redis is out of memory (maxmemory reached, noeviction)",
+    "MISCONF": "Redis refuses writes: it cannot persist (disk full or unwritable?)",
+    "READONLY": "Redis is a read-only replica",
+    "NOREPLICAS": "Redis has too few replicas to accept writes",
+    "MASTERDOWN": "Redis lost its master",
+    "LOADING": "Redis is loading its data",
+    "BUSY": "Redis is busy running a script",
+    "TRYAGAIN": "Redis asks to try again",
+    "CLUSTERDOWN": "the Redis cluster is down",
+}
+_REFUSAL = re.compile(r"(?:^|-)(" + "|".join(_REFUSALS) + r")\b")
+_REFUSAL_TYPES = {"OutOfMemoryError": "OOM", "ReadOnlyError": "READONLY"}
+
+
+def refusal(exc: ResponseError) -> str | None:
+    """What a Redis refusal means, or None when ``exc`` is not one."""
+    code = _REFUSAL_TYPES.get(type(exc).__name__)
+    if code is None:
+        found = _REFUSAL.search(str(exc))
+        code = found.group(1) if found else None
+    return _REFUSALS[code] if code else None
+
+
 def _translate_errors(
     method: Callable[Concatenate[EventQueue, P], Coroutine[Any, Any, R]],
 ) -> Callable[Concatenate[EventQueue, P], Coroutine[Any, Any, R]]:
-    """Turn Redis connection failures and timeouts into :class:`QueueUnavailable`."""
+    """Turn Redis connection failures, timeouts and refusals into :class:`QueueUnavailable`."""
 
     async def wrapper(self: EventQueue, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await method(self, *args, **kwargs)
         except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
             raise QueueUnavailable(type(exc).__name__) from exc
+        except ResponseError as exc:
+            reason = refusal(exc)
+            if reason is None:
+                raise
+            raise QueueUnavailable(reason) from exc
 
     functools.update_wrapper(wrapper, method)
     return wrapper
@@ -507,6 +542,8 @@ class EventQueue:
             oldest_event_age_seconds=max(0.0, age) if age is not None else None,
             requeued_sample=[summaries[i] for i in raw["requeued_sample"] if i in summaries],
             redis_time=now,
+            memory_used_bytes=int(raw["memory_used"]),
+            memory_limit_bytes=int(raw["memory_limit"]),
         )
 
     @_translate_errors

@@ -340,7 +340,8 @@ return 'deleted'
 
 STATS: Final = r"""
 -- Queue statistics without scanning: counts are O(1); the oldest waiting event is found among the
--- first (processing + 1) events by age; the requeued sample is the top of a sorted set.
+-- first (processing + 1) events by age; the requeued sample is the top of a sorted set; memory
+-- used and maxmemory come from INFO (a full Redis refuses every write under noeviction).
 -- KEYS[1] rebalance_queue  KEYS[2] processing  KEYS[3] retry_wait  KEYS[4] active_events
 -- KEYS[5] requeued  KEYS[6] events:all
 -- ARGV[1] sample size
@@ -355,7 +356,10 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, processing_count)) do
 end
 local sample = redis.call('ZREVRANGE', KEYS[5], 0, tonumber(ARGV[1]) - 1)
 if #sample == 0 then sample = {''} end
+local memory = redis.call('INFO', 'memory')
 return cjson.encode({
+  memory_used = tonumber(string.match(memory, 'used_memory:(%d+)')) or 0,
+  memory_limit = tonumber(string.match(memory, 'maxmemory:(%d+)')) or 0,
   queue_length = redis.call('LLEN', KEYS[1]), processing = processing_count,
   retry_waiting = redis.call('ZCARD', KEYS[3]), active_events = redis.call('SCARD', KEYS[4]),
   requeued = redis.call('ZCARD', KEYS[5]), total = redis.call('ZCARD', KEYS[6]),

@@ -46,6 +46,15 @@ class QueueStats:
     oldest_event_age_seconds: float | None
     requeued_sample: list[EventSummary]
     redis_time: datetime
+    memory_used_bytes: int = 0
+    memory_limit_bytes: int = 0  # Redis's maxmemory; 0: no limit
+
+    @property
+    def memory_used_percent(self) -> float | None:
+        """Memory used as a percentage of maxmemory, or None when Redis has no limit."""
+        if not self.memory_limit_bytes:
+            return None
+        return 100.0 * self.memory_used_bytes / self.memory_limit_bytes
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,10 @@ class HealthSettings(BaseModel):
         default=1.5, gt=0, le=10, description="answer 503 'error' when Redis takes longer"
     )
     offending_events_shown: int = Field(default=5, ge=1, le=50)
+    redis_memory_percent: float = Field(
+        default=95.0, ge=0, le=100,
+        description="unhealthy when Redis uses this much of its maxmemory (0: no memory check)",
+    )
 
 
 class Settings(BaseSettings):

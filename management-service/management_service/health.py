@@ -8,6 +8,8 @@ Checks, each named ``component:measurement`` as in the IETF health-check draft:
   a heartbeat within ``processor_window_seconds``: the plan's rule cannot see a dead processor.
 * ``redis:connection`` - Redis answered within ``timeout_seconds``; when it did not, nothing else can
   be known and the status is ``error``.
+* ``redis:memory`` - Redis uses less than ``redis_memory_percent`` of its ``maxmemory``: a full Redis
+  (``noeviction``) refuses every new event, so the broker answers 503 to every webhook.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from management_service.schemas import CheckOut, EventBrief, HealthOut
 REQUEUED = "queue:requeued_events"
 PROCESSORS = "processors:heartbeat"
 REDIS = "redis:connection"
+MEMORY = "redis:memory"
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ def evaluate(seen: Observation, settings: HealthSettings) -> HealthOut:
     }
     if settings.processor_check:
         checks[PROCESSORS] = processor_check(seen, settings.processor_window_seconds, now)
+    if settings.redis_memory_percent:
+        checks[MEMORY] = memory_check(seen.stats, settings.redis_memory_percent, now)
     healthy = all(c.status == "pass" for c in checks.values())
     return HealthOut(
         status="healthy" if healthy else "unhealthy",
@@ -119,6 +124,26 @@ def processor_check(seen: Observation, window: float, now: datetime) -> CheckOut
         observed_unit="processors",
         output=f"{seen.waiting} event(s) wait and no processor sent a heartbeat in the last "
         f"{window:g} s: is the event-processor running?",
+        time=now,
+    )
+
+
+def memory_check(stats: QueueStats, limit_percent: float, now: datetime) -> CheckOut:
+    """Fail when Redis is at ``limit_percent`` of its maxmemory or above."""
+    used = stats.memory_used_percent
+    if used is None:
+        return CheckOut(status="pass", observed_value=stats.memory_used_bytes,
+                        observed_unit="bytes", output="Redis has no maxmemory", time=now)
+    if used < limit_percent:
+        return CheckOut(status="pass", observed_value=round(used, 1), observed_unit="percent",
+                        time=now)
+    return CheckOut(
+        status="fail",
+        observed_value=round(used, 1),
+        observed_unit="percent",
+        output=f"Redis uses {used:.0f}% of its maxmemory ({stats.memory_limit_bytes} bytes): when "
+        "full it refuses new events and the broker answers 503; raise maxmemory or find what "
+        "fills it",
         time=now,
     )
 

@@ -103,6 +103,10 @@ class QueueManager:
         """One event; raises EventNotFound."""
         return await self.queue.get(event_id)
 
+    async def history(self, limit: int) -> list[dict[str, Any]]:
+        """Finished events (completed or deleted), newest first."""
+        return await self.queue.history(limit=limit)
+
     async def audit_log(self, limit: int) -> list[dict[str, Any]]:
         """Operator actions, newest first."""
         return await self.queue.audit_log(limit=limit)

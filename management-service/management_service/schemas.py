@@ -141,6 +141,9 @@ class QueueStatusOut(_Out):
     processors: list[ProcessorOut]
     processor_window_seconds: float
     redis_time: datetime
+    redis_memory_used_bytes: int = Field(description="Redis's used_memory")
+    redis_memory_limit_bytes: int = Field(
+        description="Redis's maxmemory (0: no limit); when reached, new events are refused")
 
 
 class CheckOut(_Out):
@@ -189,6 +192,15 @@ class AuditOut(_Out):
     """Operator actions, newest first."""
 
     entries: list[dict[str, Any]]
+    limit: int
+
+
+class HistoryOut(_Out):
+    """Recently finished events, newest first (a capped list: the most recent ones only)."""
+
+    entries: list[dict[str, Any]] = Field(
+        description="event_id, account_id, exec_command, times_queued, created_at, outcome "
+        "(completed or deleted), finished_at, and the command's result or who deleted it")
     limit: int
 
 

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 import httpx
+import redis.asyncio as aioredis
 
 from event_queue import EventQueue, ExecCommand
 from tests.management.conftest import ACCOUNTS, add, claim, requeue
@@ -14,6 +15,7 @@ from tests.management.conftest import ACCOUNTS, add, claim, requeue
 REQUEUED = "queue:requeued_events"
 PROCESSORS = "processors:heartbeat"
 REDIS = "redis:connection"
+MEMORY = "redis:memory"
 
 
 async def test_empty_queue_is_healthy(http: httpx.AsyncClient) -> None:
@@ -23,10 +25,10 @@ async def test_empty_queue_is_healthy(http: httpx.AsyncClient) -> None:
     body = response.json()
     assert body["status"] == "healthy"
     assert body["events_requeued"] == 0
-    assert set(body["checks"]) == {REQUEUED, PROCESSORS, REDIS}
+    assert set(body["checks"]) == {REQUEUED, PROCESSORS, REDIS, MEMORY}
     assert all(check["status"] == "pass" for check in body["checks"].values())
     assert body["checks"][REQUEUED]["observedValue"] == 0
-
+    assert body["checks"][MEMORY]["output"] == "Redis has no maxmemory"  # the test server
 
 async def test_requeued_event_makes_it_unhealthy_until_completed(
     http: httpx.AsyncClient, queue: EventQueue
@@ -165,3 +167,25 @@ async def test_liveness_depends_on_nothing(start_service: Callable[..., str]) ->
     assert live.status_code == 200 and live.json() == {"status": "alive"}
     assert health.status_code == 503 and health.json()["status"] == "error"
 
+
+
+async def test_redis_near_its_maxmemory_makes_it_unhealthy(
+    http: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    used = int((await redis_client.info("memory"))["used_memory"])
+    try:
+        await redis_client.config_set("maxmemory", used * 4)
+        roomy = (await http.get("/health")).json()["checks"][MEMORY]
+        await redis_client.config_set("maxmemory", int(used * 1.01))
+        response = await http.get("/health")
+        status = (await http.get("/queue/status")).json()
+    finally:
+        await redis_client.config_set("maxmemory", 0)
+    assert roomy["status"] == "pass" and roomy["observedUnit"] == "percent"
+    assert 10 < roomy["observedValue"] < 50
+    assert response.status_code == 503
+    check = response.json()["checks"][MEMORY]
+    assert check["status"] == "fail" and check["observedValue"] >= 95
+    assert "refuses new events" in check["output"]
+    assert status["redis_memory_limit_bytes"] == int(used * 1.01)
+    assert status["redis_memory_used_bytes"] > 0

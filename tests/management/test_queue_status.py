@@ -1,4 +1,5 @@
-"""GET /queue/status and GET /metrics: counts, oldest event, processors, gauges."""
+"""GET /queue/status, GET /queue/history and GET /metrics: counts, oldest event, processors,
+finished events with their results, gauges."""
 
 from __future__ import annotations
 
@@ -41,6 +42,29 @@ async def test_status_counts_every_area_and_names_the_oldest(
     (processor,) = body["processors"]
     assert processor["consumer_id"] == "worker-2" and processor["info"] == {"host": "proc-a"}
     assert datetime.fromisoformat(processor["last_heartbeat"])
+
+
+async def test_history_shows_finished_events_with_their_results_newest_first(
+    http: httpx.AsyncClient, admin: httpx.AsyncClient, queue: EventQueue
+) -> None:
+    completed = await add(queue, ACCOUNTS[0])
+    await queue.complete(await claim(queue), "worker-1",
+                         {"orders": [{"symbol": "SPY", "action": "BUY", "filled": 3}]})
+    deleted = await add(queue, ACCOUNTS[1])
+    assert (await admin.delete(f"/queue/events/{deleted}")).status_code == 200
+    await add(queue, ACCOUNTS[2])  # still queued: not in the history
+
+    body = (await http.get("/queue/history")).json()
+    assert [e["event_id"] for e in body["entries"]] == [deleted, completed]
+    latest, first = body["entries"]
+    assert (first["outcome"], first["account_id"], first["exec_command"]) == (
+        "completed", ACCOUNTS[0], "rebalance")
+    assert first["result"] == {"orders": [{"symbol": "SPY", "action": "BUY", "filled": 3}]}
+    assert datetime.fromisoformat(first["finished_at"])
+    assert latest["outcome"] == "deleted"
+    one = (await http.get("/queue/history", params={"limit": 1})).json()
+    assert [e["event_id"] for e in one["entries"]] == [deleted]
+    assert (await http.get("/queue/history", params={"limit": 0})).status_code == 422
 
 
 async def test_metrics_report_the_same_counts(http: httpx.AsyncClient, queue: EventQueue) -> None:

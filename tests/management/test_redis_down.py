@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from event_queue import EventQueue, ExecCommand, NewEvent
 from event_queue.redis_server import RedisServer
@@ -123,3 +124,30 @@ async def _heartbeat(redis_url: str) -> None:
         await queue.heartbeat("worker-1")
     finally:
         await queue.close()
+
+
+async def test_a_full_redis_refuses_additions_and_still_answers_reads(
+    own_redis: RedisServer, url_for: Callable[[], str]
+) -> None:
+    await _requeued_event(own_redis.url)
+    await _heartbeat(own_redis.url)
+    redis = aioredis.Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        used = int((await redis.info("memory"))["used_memory"])
+        await redis.config_set("maxmemory", used // 2)  # full: noeviction refuses every write
+        async with httpx.AsyncClient(base_url=url_for(), headers={"X-API-Key": API_KEY},
+                                     timeout=10) as client:
+            added = await client.post("/queue/events",
+                                      json={"account_id": ACCOUNTS[1], "exec": "rebalance"})
+            status = await client.get("/queue/status")
+            health = await client.get("/health")
+        assert added.status_code == 503, added.text
+        assert "out of memory" in added.json()["detail"]
+        assert status.status_code == 200 and status.json()["queue_length"] == 1
+        assert health.status_code == 503  # monitors learn that webhooks are being refused
+        checks = health.json()["checks"]
+        assert checks["redis:memory"]["status"] == "fail"
+        assert checks["queue:requeued_events"]["status"] == "pass"
+    finally:
+        await redis.config_set("maxmemory", 0)
+        await redis.aclose()

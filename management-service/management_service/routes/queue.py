@@ -1,11 +1,20 @@
-"""``GET /queue/status``: counts, the oldest waiting event and the live processors."""
+"""``GET /queue/status`` (counts, the oldest waiting event, the live processors, Redis memory) and
+``GET /queue/history`` (recently finished events with their results)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from management_service.deps import READ_ACCESS, ServicesDep
-from management_service.schemas import UNAVAILABLE, EventBrief, ProcessorOut, QueueStatusOut
+from fastapi import APIRouter, Query
+
+from management_service.deps import READ_ACCESS, ManagerDep, ServicesDep
+from management_service.schemas import (
+    UNAVAILABLE,
+    EventBrief,
+    HistoryOut,
+    ProcessorOut,
+    QueueStatusOut,
+)
 
 router = APIRouter(prefix="/queue", tags=["queue"], dependencies=[READ_ACCESS])
 
@@ -34,4 +43,15 @@ async def queue_status(services: ServicesDep) -> QueueStatusOut:
         processors=[ProcessorOut.of(p) for p in seen.processors],
         processor_window_seconds=window,
         redis_time=stats.redis_time,
+        redis_memory_used_bytes=stats.memory_used_bytes,
+        redis_memory_limit_bytes=stats.memory_limit_bytes,
     )
+
+
+@router.get("/history", response_model=HistoryOut, responses=UNAVAILABLE)
+async def queue_history(
+    manager: ManagerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> HistoryOut:
+    """Finished events, newest first: each completed event with its command's result (orders,
+    positions, ...), each deleted one with who deleted it. The list keeps the latest 1000."""
+    return HistoryOut(entries=await manager.history(limit), limit=limit)
