@@ -56,13 +56,14 @@ def redis_for_stack() -> Iterator[RedisServer]:
 
 @pytest.fixture
 async def stack(redis_for_stack: RedisServer, tmp_path: Path) -> AsyncIterator[Stack]:
-    ports = {name: free_port() for name in ("broker", "management", "ib", "admin")}
+    ports = {name: free_port() for name in ("broker", "management", "ib", "admin", "processor")}
     common = {"REDIS_URL": redis_for_stack.url,
               "ACCOUNTS_FILE": str(ROOT / "config" / "accounts.yaml")}
     processes = [
         start("ibkr_simulator", {}, "--port", str(ports["ib"]), "--admin-port",
               str(ports["admin"]), "--accounts", str(ROOT / "ibkr-simulator/accounts.demo.yaml")),
         start("event_processor", {**common, "IB_HOST": "127.0.0.1", "IB_PORT": str(ports["ib"]),
+                                  "PROCESSOR_PORT": str(ports["processor"]),
                                   "PROCESSOR_PROCESSING__REQUEUE_DELAY": "1"}),
         start("event_broker", {**common, "WEBHOOK_TOKEN": TOKEN, "PORT": str(ports["broker"])}),
         start("management_service", {**common, "MANAGEMENT_API_KEY": API_KEY,

@@ -1,55 +1,52 @@
-"""``python -m event_broker``: validate the configuration, then serve on uvicorn (uvloop, httptools).
+"""``python -m event_broker``: validate the configuration, bind the port, then serve on uvicorn.
 
-Exit status 2 means the configuration or the accounts file is invalid; the message says which key.
+Exit status 2 means the configuration, the accounts file or the port is not usable; one line per
+problem on stderr names the key, variable or file and what is expected.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import os
-import signal
+import logging
+import socket
 import sys
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any
 
 import uvicorn
 
 from event_broker.app import create_app
-from event_broker.config import BrokerSettings, SettingsError, load_settings
-from event_broker.logs import configure_logging, stop_logging
-from event_queue.accounts import Accounts, AccountsFileError, load_accounts
+from event_broker.config import BrokerSettings, load_settings
+from event_queue import cli
+from event_queue.accounts import Accounts, load_accounts
+from event_queue.logs import configure_logging, stop_logging
+
+PROGRAM = "event-broker"
+log = logging.getLogger("event_broker")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options; each overrides the environment and the config file."""
-    parser = argparse.ArgumentParser(prog="python -m event_broker", description=__doc__)
-    parser.add_argument("--config", default=os.environ.get("BROKER_CONFIG"),
-                        help="YAML settings file (env BROKER_CONFIG)")
-    parser.add_argument("--host", help="address to listen on (env HOST, default 0.0.0.0)")
-    parser.add_argument("--port", type=int, help="port to listen on (env PORT, default 8080)")
+    parser = cli.parser("python -m event_broker", "The webhook receiver of the rebalancer.",
+                        config_env="BROKER_CONFIG", host_env="HOST (default 0.0.0.0)",
+                        port_env="PORT (default 8080)")
     return parser.parse_args(argv)
 
 
 def prepare(args: argparse.Namespace) -> tuple[BrokerSettings, Accounts]:
-    """Settings and accounts file, checked before anything listens; SettingsError if wrong."""
+    """Settings and accounts file, checked before anything listens; ConfigProblem if wrong."""
     overrides: dict[str, Any] = {k: v for k in ("host", "port") if (v := getattr(args, k))}
     settings = load_settings(args.config, **overrides)
-    try:
-        return settings, load_accounts(settings.accounts_file)
-    except AccountsFileError as exc:
-        raise SettingsError(f"ACCOUNTS_FILE: {exc}") from None
+    return settings, load_accounts(settings.accounts_file)
 
 
-def serve(settings: BrokerSettings, accounts: Accounts) -> None:
+def serve(settings: BrokerSettings, accounts: Accounts, sock: socket.socket) -> None:
     """Run one uvicorn worker on uvloop and httptools (never the plain asyncio loop)."""
     app = create_app(settings, accounts=accounts)
     gc.freeze()  # start-up objects (accounts, schemas, routes) never need collecting: short GC pauses
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
         loop="uvloop",
         http="httptools",
         lifespan="on",
@@ -59,16 +56,7 @@ def serve(settings: BrokerSettings, accounts: Accounts) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-
-
-def _exit_after_signal(signum: int, frame: FrameType | None) -> None:
-    """Uvicorn drains on SIGTERM/SIGINT, then re-raises the signal: flush the logs, exit 0.
-
-    A stop asked for by a signal, once drained, is a clean exit (as for the other services), so
-    ``docker compose stop`` reports 0 and a supervisor does not count it as a crash.
-    """
-    stop_logging()
-    raise SystemExit(0)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,13 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings, accounts = prepare(args)
-    except SettingsError as exc:
-        sys.stderr.write(f"event-broker: {exc}\n")
-        return 2
+        if args.check_config:
+            print(f"{PROGRAM}: configuration is valid ({len(accounts.accounts)} accounts)")
+            return 0
+        sock = cli.bind(settings.host, settings.port, what="--port / PORT")
+    except cli.ConfigProblem as exc:
+        return cli.fail(PROGRAM, exc)
     configure_logging(settings.log_level)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _exit_after_signal)
-    serve(settings, accounts)
+    cli.exit_zero_after_stop_signals(stop_logging)
+    serve(settings, accounts, sock)
     return 0
 
 

@@ -17,7 +17,6 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -27,6 +26,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from event_queue.cli import ConfigProblem, clean, read_yaml
+
 IPNetwork = IPv4Network | IPv6Network
 NetworkList = Annotated[list[IPNetwork], NoDecode]
 
@@ -35,12 +36,13 @@ MIN_SECRET_BYTES = 24
 MIN_TOKEN_CHARS = 16
 _SECRET_PREFIX = "whsec_"  # noqa: S105 - the format prefix, not a secret
 _SPLIT = re.compile(r"[,\s]+")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 _config_file: ContextVar[Path | None] = ContextVar("event_broker_config_file", default=None)
 
 
-class SettingsError(ValueError):
-    """The configuration is invalid; the message names each bad key and says what to do."""
+class SettingsError(ConfigProblem, ValueError):
+    """The configuration is invalid; each line of the message names a bad key and what to do."""
 
 
 class BrokerSettings(BaseSettings):
@@ -84,6 +86,14 @@ class BrokerSettings(BaseSettings):
         path = _config_file.get()
         from_file = (YamlConfigSettingsSource(settings_cls, yaml_file=path),) if path else ()
         return (init_settings, env_settings, *from_file)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(REDIS_SCHEMES):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL, "
+                             "e.g. redis://localhost:6379/0")
+        return value
 
     @field_validator("webhook_allowed_ips", "webhook_trusted_proxies", mode="before")
     @classmethod
@@ -168,7 +178,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Br
         try:
             return BrokerSettings(**overrides)
         except ValidationError as exc:
-            raise SettingsError(describe_errors(exc, prefix="invalid configuration")) from None
+            raise SettingsError(describe_errors(exc, path)) from None
 
 
 @contextmanager
@@ -182,20 +192,21 @@ def _reading(path: Path | None) -> Iterator[None]:
 
 def _check_config_file(path: Path) -> None:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"config file {path} is not valid YAML: {exc}") from None
+        raw = read_yaml(path, what="configuration file")
+    except ConfigProblem as exc:
+        raise SettingsError(str(exc)) from None
     if raw is not None and not isinstance(raw, dict):
-        raise SettingsError(f"config file {path} must hold a mapping of settings")
+        raise SettingsError(f"{path}: the configuration file must hold a mapping of settings")
 
 
-def describe_errors(exc: ValidationError, *, prefix: str) -> str:
-    """One line per error, ``KEY: message``, without the offending value (it may be a secret)."""
+def describe_errors(exc: ValidationError, path: Path | None = None) -> str:
+    """One line per error, ``key (VARIABLE): message``, never showing the value (maybe a secret)."""
+    source = f" in {path}" if path else ""
     lines = []
     for error in exc.errors(include_input=False, include_url=False):
         key = ".".join(str(part) for part in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"  {key} ({key.upper()}): {message}" if key else f"  {message}")
-    return f"{prefix}:\n" + "\n".join(lines)
+        message = clean(error["msg"])
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting" + source
+        lines.append(f"{key} ({key.upper()}): {message}" if key else message)
+    return "\n".join(lines)

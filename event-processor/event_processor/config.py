@@ -14,11 +14,12 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from event_queue.cli import ConfigProblem, clean
+from event_queue.cli import read_yaml as read_yaml_file
 from event_queue.requests import Allocation
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "config.yaml"
@@ -38,6 +39,8 @@ ENV_OVERRIDES: Mapping[str, tuple[str, str]] = {
     "PROCESSOR_CONCURRENCY": ("processing", "concurrency"),
     "PROCESSOR_CONSUMER_NAME": ("processing", "consumer_name"),
     "LOG_LEVEL": ("logging", "level"),
+    "PROCESSOR_HOST": ("http", "host"),
+    "PROCESSOR_PORT": ("http", "port"),
 }
 
 # Retry keys the plan removed, and what replaces each.
@@ -51,8 +54,8 @@ REMOVED_RETRY_KEYS: Mapping[str, str] = {
 _config_path: ContextVar[Path | None] = ContextVar("processor_config_path", default=None)
 
 
-class ConfigError(Exception):
-    """The configuration is invalid; the message names every bad key."""
+class ConfigError(ConfigProblem):
+    """The configuration is invalid; each line of the message names a bad key."""
 
 
 class _Section(BaseModel):
@@ -135,7 +138,15 @@ def _check_strategies(strategies: dict[str, list[Allocation]]) -> dict[str, list
 class RedisConfig(_Section):
     """The queue's Redis server and how to behave while it is unreachable."""
 
-    url: str = Field(default="redis://localhost:6379/0", pattern=r"^(redis|rediss|unix)://")
+    url: str = "redis://localhost:6379/0"
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL, "
+                             "e.g. redis://localhost:6379/0")
+        return value
     timeout: float = Field(default=2.0, gt=0)
     reconnect_delay: float = Field(default=1.0, gt=0, le=60)
 
@@ -171,10 +182,17 @@ class ProcessingConfig(_Section):
 
 
 class LoggingConfig(_Section):
-    """Log level and format (JSON lines by default)."""
+    """Log level (lines are JSON, on stdout, as in every program of the project)."""
 
-    level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
-    json_lines: bool = True
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+
+class HttpConfig(_Section):
+    """The processor's own HTTP endpoint: /health/live, /health, /metrics."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"  # noqa: S104 - a container listens on every interface
+    port: int = Field(default=8090, ge=0, le=65535, description="0: any free port")
 
 
 class Settings(BaseSettings):
@@ -189,6 +207,7 @@ class Settings(BaseSettings):
     ibkr: IBKRConfig = IBKRConfig()
     processing: ProcessingConfig = ProcessingConfig()
     logging: LoggingConfig = LoggingConfig()
+    http: HttpConfig = HttpConfig()
     rebalance: RebalanceConfig = RebalanceConfig()
     strategies: dict[str, list[Allocation]] = Field(default_factory=dict)
 
@@ -245,15 +264,13 @@ class _YamlSource(PydanticBaseSettingsSource):
 def read_yaml(path: Path) -> dict[str, Any]:
     """The mapping in a YAML file; ConfigError if it is missing or not a mapping."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        data = read_yaml_file(path, what="configuration file (--config / PROCESSOR_CONFIG)")
+    except ConfigProblem as exc:
+        raise ConfigError(str(exc)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections")
+        raise ConfigError(f"{path}: the configuration file must hold a mapping of sections")
     return data
 
 
@@ -265,21 +282,25 @@ def config_path(explicit: str | Path | None = None) -> Path:
 
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     """Read and validate the configuration; raise ConfigError naming every bad key."""
-    token = _config_path.set(config_path(path))
+    chosen = config_path(path)
+    token = _config_path.set(chosen)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc)) from exc
+        raise ConfigError(format_errors(exc, chosen)) from None
     finally:
         _config_path.reset(token)
 
 
-def format_errors(exc: ValidationError) -> str:
-    """One line per problem, each starting with the dotted key (and its variable, if set)."""
-    lines = ["invalid processor configuration:"]
-    for error in exc.errors(include_url=False):
+def format_errors(exc: ValidationError, path: Path | None = None) -> str:
+    """One line per problem: the dotted key, the variable it came from (if so), the problem."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
         key = ".".join(str(part) for part in error["loc"]) or "(root)"
-        lines.append(f"  {key}{_env_hint(error['loc'])}: {error['msg']}")
+        message = clean(error["msg"])
+        if error["type"] == "extra_forbidden":
+            message = f"unknown setting in {path}" if path else "unknown setting"
+        lines.append(f"{key}{_env_hint(error['loc'])}: {message}")
     return "\n".join(lines)
 
 

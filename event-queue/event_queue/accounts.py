@@ -18,13 +18,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from event_queue.cli import ConfigProblem, clean, read_yaml
 from event_queue.events import validate_account_id
 
 
-class AccountsFileError(ValueError):
+class AccountsFileError(ConfigProblem, ValueError):
     """The accounts file is missing or invalid; the message names the file and the bad entry."""
 
 
@@ -91,18 +91,21 @@ class Accounts(BaseModel):
 
 
 def load_accounts(path: str | Path) -> Accounts:
-    """Read and validate an accounts file; AccountsFileError names what is wrong."""
+    """Read and validate an accounts file; AccountsFileError names the file, entry and key."""
     try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: 10x faster
-        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=loader) or {}  # noqa: S506
-    except OSError as exc:
-        raise AccountsFileError(f"cannot read accounts file {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise AccountsFileError(f"accounts file {path} is not valid YAML: {exc}") from exc
+        raw = read_yaml(path, what="accounts file") or {}
+    except ConfigProblem as exc:
+        raise AccountsFileError(str(exc)) from None
+    if isinstance(raw, dict) and "accounts" in raw and isinstance(raw["accounts"], list) \
+            and any(isinstance(a, dict) and "id" in a and "account_id" not in a
+                    for a in raw["accounts"]):
+        raise AccountsFileError(
+            f"{path}: this looks like an ibkr-simulator file (accounts with 'id'); the accounts "
+            "file lists account_id, enabled, strategy, cash_reserve_percent (config/accounts.yaml)")
     try:
         return Accounts.model_validate(raw)
     except ValidationError as exc:
         details = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc'])}: {clean(err['msg'])}" for err in exc.errors()
         )
-        raise AccountsFileError(f"accounts file {path} is invalid: {details}") from exc
+        raise AccountsFileError(f"{path}: invalid accounts file: {details}") from None

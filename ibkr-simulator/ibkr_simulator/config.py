@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from event_queue.cli import ConfigProblem, read_yaml
 
 MIN_SERVER_VERSION = 157
 MAX_SERVER_VERSION = 178
 DEFAULT_SERVER_VERSION = 157
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigProblem, ValueError):
     """The configuration file or mapping is not valid."""
 
 
@@ -108,23 +108,32 @@ def _instrument(symbol: str, raw: dict[str, Any]) -> InstrumentConfig:
     )
 
 
-def _account(raw: dict[str, Any]) -> AccountConfig:
-    positions = [
-        PositionConfig(
-            symbol=str(p["symbol"]),
-            quantity=float(p["quantity"]),
-            avg_cost=float(p.get("avg_cost", 0.0)),
-        )
-        for p in raw.get("positions") or []
-    ]
+def _account(raw: Any, index: int) -> AccountConfig:
+    where = f"accounts[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a mapping with id, cash and positions")
+    if "id" not in raw:
+        hint = (" (account_id is the services' accounts file, config/accounts.yaml; the "
+                "simulator's file is like ibkr-simulator/accounts.demo.yaml)"
+                if "account_id" in raw else "")
+        raise ConfigError(f"{where}: missing 'id', the IBKR account id{hint}")
+    positions = []
+    for number, p in enumerate(raw.get("positions") or []):
+        if not isinstance(p, dict) or "symbol" not in p or "quantity" not in p:
+            raise ConfigError(f"{where}.positions[{number}]: needs symbol and quantity "
+                              "(and optionally avg_cost)")
+        positions.append(PositionConfig(symbol=str(p["symbol"]), quantity=float(p["quantity"]),
+                                        avg_cost=float(p.get("avg_cost", 0.0))))
     return AccountConfig(str(raw["id"]), float(raw.get("cash", 0.0)), positions)
 
 
 def config_from_dict(raw: dict[str, Any]) -> SimulatorConfig:
     """Build a configuration from the mapping a YAML file holds (see accounts.demo.yaml)."""
     try:
-        accounts = [_account(a) for a in raw.get("accounts") or []]
+        accounts = [_account(a, i) for i, a in enumerate(raw.get("accounts") or [])]
         prices = raw.get("prices") or {}
+        if not isinstance(prices, dict):
+            raise ConfigError("prices: must map each symbol to its bid, ask, last and close")
         instruments = [_instrument(str(s), dict(p)) for s, p in prices.items()]
         return SimulatorConfig(
             accounts=accounts,
@@ -136,13 +145,18 @@ def config_from_dict(raw: dict[str, Any]) -> SimulatorConfig:
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
             raise
-        raise ConfigError(f"invalid simulator configuration: {exc!r}") from exc
+        raise ConfigError(f"invalid simulator configuration: {exc}") from None
 
 
 def load_config(path: str | Path) -> SimulatorConfig:
-    """Read a YAML configuration file."""
-    with Path(path).open(encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh) or {}
+    """Read a YAML configuration file; ConfigError names the file and what is wrong."""
+    try:
+        raw = read_yaml(path, what="simulator configuration") or {}
+    except ConfigProblem as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return config_from_dict(raw)
+        raise ConfigError(f"{path}: the top level must be a mapping (accounts, prices, ...)")
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from event_queue import EventQueue
 from event_queue.accounts import Accounts, load_accounts
 from management_service import __version__, errors
+from management_service.access_log import AccessLog
 from management_service.config import Settings
 from management_service.deps import Services
 from management_service.metrics import Metrics
@@ -54,7 +55,7 @@ def make_lifespan(settings: Settings, accounts: Accounts | None) -> Any:
         metrics = Metrics()
         manager = QueueManager(queue, accounts=accounts, metrics=metrics,
                                audit_cap=settings.audit_cap)
-        logger.info("management service started", extra={"fields": _startup_fields(settings)})
+        logger.info("management service ready", extra={"fields": _startup_fields(settings)})
         try:
             yield {"services": Services(settings=settings, manager=manager, metrics=metrics)}
         finally:
@@ -86,5 +87,6 @@ def create_app(settings: Settings, *, accounts: Accounts | None = None) -> FastA
         app.include_router(router)
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog)  # added last: outermost, so it logs every answer
     install_openapi(app, settings, ROUTERS)
     return app

@@ -8,6 +8,7 @@ the working directory). Secrets (the API keys) come from the environment only.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from event_queue.cli import ConfigProblem, clean, read_yaml
+
 CONFIG_ENV = "MANAGEMENT_CONFIG"
 DEFAULT_CONFIG_FILE = Path("config.yaml")
 CONFIG_SECTION = "management"
@@ -34,8 +37,16 @@ MIN_API_KEY_LENGTH = 16
 _HEADER_NAME = r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$"
 
 
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names every bad key."""
+# Settings whose variable is not MANAGEMENT_<KEY>; secrets are read from the environment only.
+_VARIABLES = {"redis_connection": "REDIS_URL", "accounts_file": "ACCOUNTS_FILE",
+              "api_key": "MANAGEMENT_API_KEY", "read_api_key": "MANAGEMENT_READ_API_KEY"}
+_SECRETS = ("api_key", "read_api_key")
+
+_config_file: ContextVar[Path | None] = ContextVar("management_config_file", default=None)
+
+
+class ConfigError(ConfigProblem, ValueError):
+    """The configuration is invalid; each line of the message names a bad key."""
 
 
 class HealthSettings(BaseModel):
@@ -116,7 +127,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_file = config_file_path()
+        yaml_file = _config_file.get()
         if yaml_file is None:
             return init_settings, env_settings
         yaml_source = YamlConfigSettingsSource(
@@ -130,31 +141,56 @@ class Settings(BaseSettings):
         return self.api_key is not None
 
 
-def config_file_path() -> Path | None:
-    """The YAML file to read: ``MANAGEMENT_CONFIG``, else ``config.yaml`` when it exists."""
-    named = os.environ.get(CONFIG_ENV)
+def config_file_path(explicit: str | Path | None = None) -> Path | None:
+    """The YAML file to read: the argument, else ``MANAGEMENT_CONFIG``, else ``config.yaml`` if any."""
+    named = explicit or os.environ.get(CONFIG_ENV)
     if named:
         return Path(named)
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read and validate the settings; raise ConfigError naming every bad key."""
-    path = config_file_path()
-    if path is not None and not path.is_file():
-        raise ConfigError(f"{CONFIG_ENV}={path}: no such file")
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read and validate the settings; raise ConfigError naming every bad key, one per line."""
+    path = config_file_path(config_file)
+    if path is not None:
+        _check_file(path)
+    token = _config_file.set(path)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(describe(exc, path)) from exc
-    except (KeyError, ValueError, OSError) as exc:  # YAML unreadable or section missing
-        raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
+        raise ConfigError(describe(exc, path)) from None
+    finally:
+        _config_file.reset(token)
+
+
+def _check_file(path: Path) -> None:
+    try:
+        raw = read_yaml(path, what="configuration file (--config / MANAGEMENT_CONFIG)")
+    except ConfigProblem as exc:
+        raise ConfigError(str(exc)) from None
+    if not isinstance(raw, dict) or not isinstance(raw.get(CONFIG_SECTION), dict):
+        raise ConfigError(f"{path}: needs a '{CONFIG_SECTION}:' section holding the settings")
+    secrets = [key for key in _SECRETS if key in raw[CONFIG_SECTION]]
+    if secrets:
+        raise ConfigError("\n".join(
+            f"{path}: {CONFIG_SECTION}.{key}: secrets are not read from the file; "
+            f"set {_VARIABLES[key]} in the environment" for key in secrets))
 
 
 def describe(exc: ValidationError, path: Path | None) -> str:
-    """One line per bad key, e.g. ``management.health.timeout_seconds: must be > 0``."""
-    source = f" (file {path}, section '{CONFIG_SECTION}', or environment)" if path else ""
-    lines = [
-        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-    ]
-    return f"invalid configuration{source}: " + "; ".join(lines)
+    """One line per bad key, e.g. ``health.timeout_seconds (MANAGEMENT_HEALTH__TIMEOUT_SECONDS):
+    Input should be greater than 0``."""
+    lines = []
+    by_variable = {variable: name for name, variable in _VARIABLES.items()}
+    for error in exc.errors(include_input=False, include_url=False):
+        parts = [str(p) for p in error["loc"]]
+        if parts and parts[0] in by_variable:  # reported under the variable it was read from
+            parts[0] = by_variable[parts[0]]
+        key = ".".join(parts) or "(settings)"
+        variable = _VARIABLES.get(parts[0] if parts else "") or \
+            f"MANAGEMENT_{key.upper().replace('.', '__')}"
+        message = clean(error["msg"])
+        if error["type"] == "extra_forbidden":
+            message = f"unknown setting in {path}" if path else "unknown setting"
+        lines.append(f"{key} ({variable}): {message}")
+    return "\n".join(lines)

@@ -82,7 +82,7 @@ def test_bad_configuration_names_the_key(
 
 def test_missing_named_config_file_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MANAGEMENT_CONFIG", "/nonexistent/config.yaml")
-    with pytest.raises(ConfigError, match="no such file"):
+    with pytest.raises(ConfigError, match="No such file or directory"):
         load_settings()
 
 
@@ -135,5 +135,5 @@ def test_main_serves_health_on_the_configured_port(redis_url: str, tmp_path: Pat
         process.terminate()
         output, _ = process.communicate(timeout=15)
     assert process.returncode in (0, -15)  # uvicorn re-raises SIGTERM after a clean shutdown
-    assert '"msg":"management service started"' in output
+    assert '"msg":"management service ready"' in output
     assert "Application shutdown complete" in output

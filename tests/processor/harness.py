@@ -50,6 +50,7 @@ def write_config(directory: Path, redis_url: str, **processing: Any) -> Path:
             "heartbeat_interval": 0.5, "shutdown_grace": 2.0, "commands": DOUBLES}
     config = {
         "redis": {"url": redis_url, "timeout": 1.0, "reconnect_delay": 0.2},
+        "http": {"host": "127.0.0.1", "port": 0},  # several processes run at once
         "ibkr": {"connection_retry": {"max_retries": 3, "delay": 5},
                  "order_retry": {"max_retries": 2, "delay": 1}},
         "processing": {**fast, **processing},

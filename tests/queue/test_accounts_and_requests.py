@@ -42,7 +42,7 @@ def test_bad_accounts_files_name_the_problem(tmp_path: Path, text: str, message:
 
 
 def test_missing_accounts_file_names_the_path(tmp_path: Path) -> None:
-    with pytest.raises(AccountsFileError, match="cannot read accounts file"):
+    with pytest.raises(AccountsFileError, match=r"nope\.yaml: cannot read the accounts file: No such"):
         load_accounts(tmp_path / "nope.yaml")
 
 

@@ -4,11 +4,14 @@ behaviour when Redis is down."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import socket
 import time
+from pathlib import Path
 
 import pytest
 
-from event_queue import EventQueue, ExecCommand, NewEvent, QueueUnavailable
+from event_queue import EventQueue, ExecCommand, NewEvent, QueueUnavailable, redis_server
 from event_queue.invariants import assert_consistent
 from event_queue.redis_server import RedisBinary, RedisServer, available_binaries
 
@@ -144,3 +147,60 @@ async def test_reconnect_once_survives_a_restart_that_a_plain_client_reports(
         await plain.close()
         await resilient.close()
         server.stop()
+
+
+def test_a_symlinked_server_runs_by_the_name_it_was_found_under(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Debian's /usr/bin/redis-server links to redis-check-rdb, a multi-call binary that acts by
+    its own name: resolving the link and running the target runs the RDB checker instead."""
+    packaged = next(b for b in BINARIES if b.major_minor == (6, 2))
+    target = tmp_path / "redis-check-rdb"
+    shutil.copy2(packaged.path, target)
+    (tmp_path / "redis-server").symlink_to(target)
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    found = [b for b in available_binaries() if Path(b.path).parent == tmp_path]
+    assert [(b.path, b.version) for b in found] == [(str(tmp_path / "redis-server"), "6.2.14")]
+    assert available_binaries()[0].path != found[0].path  # the pip-installed ones come first
+    with RedisServer(found[0], appendfsync=None) as server, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+        sock.sendall(b"PING\r\n")
+        assert sock.recv(16) == b"+PONG\r\n"
+
+
+def test_no_usable_server_says_what_was_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "redis-server").write_text("#!/bin/sh\necho 'not a redis'\n")
+    (tmp_path / "redis-server").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(redis_server, "_PACKAGED", (("no_such_module", "bin/redis-server"),))
+
+    with pytest.raises(redis_server.NoRedisServer) as caught:
+        redis_server.default_binary()
+    message = str(caught.value)
+    assert "pip package no_such_module (bin/redis-server): not found" in message
+    assert f"redis-server on PATH: {tmp_path}/redis-server: " in message
+    assert "printed no version" in message
+    assert "valkey-server on PATH: not found" in message
+    assert "scripts/check" in message
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [("redis://127.0.0.1:{port}/0", "connection refused (is Redis running there?)"),
+     ("redis://no-such-host.invalid:6379/0", "unknown host"),
+     ("unix:///nonexistent/redis.sock", "no such socket file")],
+)
+async def test_unreachable_redis_is_described_so_an_operator_can_act(url: str, reason: str) -> None:
+    url = url.format(port=redis_server.free_port())
+    queue = EventQueue.from_url(url, timeout=1)
+    try:
+        with pytest.raises(QueueUnavailable) as caught:
+            await queue.ping()
+    finally:
+        await queue.close()
+    where = url.split("//", 1)[1].rsplit("/", 1)[0] if url.startswith("redis") else \
+        "/nonexistent/redis.sock"
+    assert str(caught.value) == f"queue unavailable: cannot connect to Redis at {where}: {reason}"

@@ -130,6 +130,7 @@ class EventProcessor:
         self._background_stop = asyncio.Event()
         self._hand_back_deadline: float | None = None
         self._started_at = time.time()
+        self.last_heartbeat: float | None = None  # monotonic time a heartbeat last reached Redis
 
     @classmethod
     def from_settings(
@@ -500,6 +501,19 @@ class EventProcessor:
     async def send_heartbeat(self) -> None:
         """Record that this processor is alive, with what it is doing."""
         await self.queue.heartbeat(self._describe())
+        self.last_heartbeat = time.monotonic()
+
+    def health(self) -> dict[str, Any]:
+        """Healthy while running and its heartbeats reach Redis (within three intervals)."""
+        interval = self.settings.processing.heartbeat_interval
+        age = None if self.last_heartbeat is None else time.monotonic() - self.last_heartbeat
+        beating = age is not None and age <= 3 * interval
+        return {
+            "status": "healthy" if beating and not self.stopping else "unhealthy",
+            "consumer_id": self.consumer_id, "stopping": self.stopping,
+            "heartbeat_age_seconds": None if age is None else round(age, 1),
+            "in_flight": len(self.flights), "waiting_for_account": self.capacity.parked,
+        }
 
     async def reap_expired(self) -> None:
         """Requeue events of processors that died (their leases ran out).

@@ -1,0 +1,33 @@
+"""The access log: one structured line per request, never the query string."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import httpx
+import pytest
+
+from event_queue.logs import JsonFormatter
+
+SECRET_IN_URL = "key-sent-in-the-url-by-mistake-1234"
+
+
+async def test_each_request_is_one_structured_line_without_the_query(
+    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="management_service.access")
+    ok = await http.get("/queue/status", params={"api_key": SECRET_IN_URL})
+    refused = await http.delete("/queue/events/some-id", params={"X-API-Key": SECRET_IN_URL})
+    missing = await http.get("/no/such/route")
+
+    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records
+             if r.name == "management_service.access"]
+    assert [(line["method"], line["path"], line["status"]) for line in lines] == [
+        ("GET", "/queue/status", ok.status_code),
+        ("DELETE", "/queue/events/some-id", refused.status_code),
+        ("GET", "/no/such/route", missing.status_code),
+    ]
+    assert (ok.status_code, refused.status_code, missing.status_code) == (200, 401, 404)
+    assert all(line["client"] == "127.0.0.1" and line["duration_ms"] >= 0 for line in lines)
+    assert SECRET_IN_URL not in caplog.text + json.dumps(lines)
