@@ -83,5 +83,6 @@ async def test_one_json_line_per_outcome_with_event_identity(
     assert (first["account_id"], first["exec_command"], first["auth"]) == (
         ACCOUNT, "rebalance", "bearer")
     assert first["status"] == 202
+    assert (first["method"], first["path"], first["client"]) == ("POST", "/events", "127.0.0.1")
     assert isinstance(first["duration_ms"], float)
     assert lines[2]["status"] == 401

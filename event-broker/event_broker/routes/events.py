@@ -119,7 +119,8 @@ async def _answer(send: Send, broker: Broker, trace: Trace, result: EnqueueResul
 def _record(broker: Broker, trace: Trace, outcome: str, status: int, **extra: str) -> None:
     elapsed = time.perf_counter() - trace.started
     broker.metrics.observe(outcome, elapsed)
-    fields: dict[str, Any] = {"outcome": outcome, "status": status, "client": trace.client,
+    fields: dict[str, Any] = {"method": "POST", "path": "/events",
+                              "outcome": outcome, "status": status, "client": trace.client,
                               "auth": trace.auth, "duration_ms": round(elapsed * 1000, 3), **extra}
     if trace.account_id is not None:
         fields["account_id"] = trace.account_id
