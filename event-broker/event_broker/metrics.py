@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 OUTCOMES = (
     "queued", "duplicate", "unauthorized", "forbidden", "too_large",
@@ -18,6 +24,8 @@ class BrokerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, memory, fds, ...
+        PlatformCollector(registry=self.registry)  # python_info
         self.events = Counter(
             "broker_events_received",
             "Webhooks received, by outcome",

@@ -7,7 +7,14 @@ from "management service down" (the latter makes the scrape itself fail).
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 from management_service.health import Observation
 from management_service.schemas import HealthOut
@@ -31,10 +38,15 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, memory, fds, ...
+        PlatformCollector(registry=self.registry)  # python_info
         self.redis_up = Gauge("management_redis_up", "1 when Redis answered the last scrape",
                               registry=self.registry)
         self.healthy = Gauge("management_healthy", "1 when GET /health would answer 200",
                              registry=self.registry)
+        self.checks = Gauge("management_health_check_passing",
+                            "1 when the named /health check passes, 0 when it fails",
+                            ["check"], registry=self.registry)
         self.mutations = Counter("management_mutations", "Operator actions by outcome",
                                  ["action", "outcome"], registry=self.registry)
         self._queue: dict[str, Gauge] = {}
@@ -62,6 +74,12 @@ class Metrics:
             self._gauge(name).set(value)
         self.redis_up.set(1)
         self.healthy.set(1 if report.status == "healthy" else 0)
+        self._set_checks(report)
+
+    def _set_checks(self, report: HealthOut) -> None:
+        self.checks.clear()  # a check that is turned off or not computed is not reported
+        for name, check in report.checks.items():
+            self.checks.labels(name).set(1 if check.status == "pass" else 0)
 
     def unavailable(self) -> None:
         """Redis did not answer: say so and drop the queue gauges rather than report stale ones."""
@@ -70,6 +88,8 @@ class Metrics:
         self._queue.clear()
         self.redis_up.set(0)
         self.healthy.set(0)
+        self.checks.clear()
+        self.checks.labels("redis:connection").set(0)
 
     def render(self) -> bytes:
         """The text exposition format."""

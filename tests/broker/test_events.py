@@ -279,6 +279,7 @@ async def test_metrics_count_outcomes_and_latency(client: httpx.AsyncClient) -> 
     assert 'broker_events_received_total{outcome="duplicate"} 1.0' in text
     assert 'broker_events_received_total{outcome="unauthorized"} 1.0' in text
     assert "broker_request_duration_seconds_count 3.0" in text
+    assert "process_resident_memory_bytes " in text and "process_open_fds " in text
 
 
 async def test_other_methods_on_events_are_405(client: httpx.AsyncClient) -> None:

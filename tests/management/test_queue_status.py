@@ -80,6 +80,8 @@ async def test_metrics_report_the_same_counts(http: httpx.AsyncClient, queue: Ev
     assert values["rebalance_events_requeued"] == 1
     assert values["management_redis_up"] == 1
     assert values["management_healthy"] == 0
+    assert values["process_resident_memory_bytes"] > 0  # the standard process metrics too
+    assert values["process_cpu_seconds_total"] > 0
 
 
 def _samples(text: str) -> dict[str, float]:
