@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from event_queue import EventQueue
 from event_queue.accounts import Accounts, load_accounts
-from management_service import __version__, errors
+from management_service import __version__, errors, ui
 from management_service.access_log import AccessLog
 from management_service.config import Settings
 from management_service.deps import Services
@@ -85,6 +85,7 @@ def create_app(settings: Settings, *, accounts: Accounts | None = None) -> FastA
     )
     for router in ROUTERS:
         app.include_router(router)
+    ui.install(app)
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog)  # added last: outermost, so it logs every answer
