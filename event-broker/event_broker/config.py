@@ -27,6 +27,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from event_queue.connections import InvalidRedisUrl, parse_url
+from event_queue.keys import DEFAULT_PREFIX, PREFIX_PATTERN
+
 IPNetwork = IPv4Network | IPv6Network
 NetworkList = Annotated[list[IPNetwork], NoDecode]
 
@@ -55,6 +58,7 @@ class BrokerSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+    redis_key_prefix: str = Field(default=DEFAULT_PREFIX, pattern=PREFIX_PATTERN.pattern)
     redis_timeout: float = Field(default=1.5, gt=0, le=10)
     retry_after_seconds: int = Field(default=5, ge=1, le=3600)
 
@@ -84,6 +88,15 @@ class BrokerSettings(BaseSettings):
         path = _config_file.get()
         from_file = (YamlConfigSettingsSource(settings_cls, yaml_file=path),) if path else ()
         return (init_settings, env_settings, *from_file)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr) -> SecretStr:
+        try:
+            parse_url(value.get_secret_value())
+        except InvalidRedisUrl as exc:
+            raise ValueError(exc.reason) from None
+        return value
 
     @field_validator("webhook_allowed_ips", "webhook_trusted_proxies", mode="before")
     @classmethod

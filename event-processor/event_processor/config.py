@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from event_queue.connections import URL_PATTERN
+from event_queue.keys import DEFAULT_PREFIX, PREFIX_PATTERN
 from event_queue.requests import Allocation
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "config.yaml"
@@ -28,6 +30,7 @@ DEFAULT_COMMANDS = "event_processor.commands.factory:create_registry"
 # Environment variables that override one key each (deployment values and secrets).
 ENV_OVERRIDES: Mapping[str, tuple[str, str]] = {
     "REDIS_URL": ("redis", "url"),
+    "REDIS_KEY_PREFIX": ("redis", "key_prefix"),
     "IB_HOST": ("ibkr", "host"),
     "IB_PORT": ("ibkr", "port"),
     "TRADING_MODE": ("ibkr", "trading_mode"),
@@ -135,7 +138,8 @@ def _check_strategies(strategies: dict[str, list[Allocation]]) -> dict[str, list
 class RedisConfig(_Section):
     """The queue's Redis server and how to behave while it is unreachable."""
 
-    url: str = Field(default="redis://localhost:6379/0", pattern=r"^(redis|rediss|unix)://")
+    url: str = Field(default="redis://localhost:6379/0", pattern=URL_PATTERN)
+    key_prefix: str = Field(default=DEFAULT_PREFIX, pattern=PREFIX_PATTERN.pattern)
     timeout: float = Field(default=2.0, gt=0)
     reconnect_delay: float = Field(default=1.0, gt=0, le=60)
 

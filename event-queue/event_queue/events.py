@@ -19,8 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from event_queue.errors import InvalidResult
 from event_queue.keys import dedup_key
 
-# \Z, not $: "$" also matches before a trailing newline, which would let "DU1000000\n" in.
-ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}\Z")
+# Matched with fullmatch: Python's "$" also matches before a trailing newline ("DU1000000\n").
+ACCOUNT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+# The same for JSON Schema and pydantic patterns (Rust regex, where "$" is the end of the text).
+ACCOUNT_ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
 
 
 class ExecCommand(StrEnum):

@@ -27,6 +27,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from event_queue.connections import InvalidRedisUrl, parse_url
+from event_queue.keys import DEFAULT_PREFIX, PREFIX_PATTERN
+
 CONFIG_ENV = "MANAGEMENT_CONFIG"
 DEFAULT_CONFIG_FILE = Path("config.yaml")
 CONFIG_SECTION = "management"
@@ -60,6 +63,10 @@ class HealthSettings(BaseModel):
         default=95.0, ge=0, le=100,
         description="unhealthy when Redis uses this much of its maxmemory (0: no memory check)",
     )
+    consistency_check: bool = Field(
+        default=True, description="unhealthy when an event sits in no area (or in two), or a "
+        "dedup key belongs to no event",
+    )
 
 
 class Settings(BaseSettings):
@@ -77,6 +84,10 @@ class Settings(BaseSettings):
     redis_connection: str = Field(
         default="redis://localhost:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "redis_connection"),
+    )
+    redis_key_prefix: str = Field(
+        default=DEFAULT_PREFIX, pattern=PREFIX_PATTERN.pattern,
+        validation_alias=AliasChoices("REDIS_KEY_PREFIX", "redis_key_prefix"),
     )
     api_key: SecretStr | None = Field(default=None, validation_alias="MANAGEMENT_API_KEY")
     read_api_key: SecretStr | None = Field(
@@ -96,8 +107,10 @@ class Settings(BaseSettings):
     @field_validator("redis_connection")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        try:
+            parse_url(value)
+        except InvalidRedisUrl as exc:
+            raise ValueError(exc.reason) from None
         return value
 
     @field_validator("api_key", "read_api_key")

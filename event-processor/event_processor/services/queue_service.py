@@ -37,7 +37,7 @@ class QueueService:
         processing = settings.processing
         queue = EventQueue.from_url(
             settings.redis.url, timeout=settings.redis.timeout,
-            lease_seconds=processing.lease_seconds,
+            lease_seconds=processing.lease_seconds, key_prefix=settings.redis.key_prefix,
         )
         return cls(queue, consumer_id=consumer_id, requeue_delay=processing.requeue_delay,
                    lock_seconds=processing.lease_seconds)
