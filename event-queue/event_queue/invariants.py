@@ -87,7 +87,7 @@ async def _check_indexes(
     problems = []
     requeued = dict(await redis.zrange(k.requeued, 0, -1, withscores=True))
     want_requeued = {
-        i: float(r["times_queued"]) for i, r in events.items() if int(r.get("times_queued", 1)) > 1
+        i: float(times) for i, r in events.items() if (times := _times(r)) > 1
     }
     if requeued != want_requeued:
         problems.append(f"requeued index {requeued} != events with times_queued > 1 "
@@ -104,3 +104,10 @@ async def _check_indexes(
     processing = set(await redis.lrange(k.processing, 0, -1))  # type: ignore[misc]
     problems += [f"lease for {i} which is not processing" for i in leases - processing]
     return problems
+
+
+def _times(record: dict[str, str]) -> int:
+    try:
+        return int(record.get("times_queued", 1))
+    except ValueError:
+        return 1  # malformed: the scripts count it as 1
