@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from event_queue import EventQueue, EventState, ExecCommand, NewEvent
+from event_queue import EventQueue, EventState, ExecCommand, NewEvent, scripts
 from event_queue.redis_server import RedisServer
 
 
@@ -74,6 +74,8 @@ async def proxied(
     proxy = CuttingProxy(redis_server.port)
     port = await proxy.start()
     queue = EventQueue.from_url(f"redis://127.0.0.1:{port}/0", reconnect_once=True)
+    for name in scripts.ALL:  # loaded: a cut call runs its script instead of meeting NOSCRIPT
+        await queue.redis.script_load(scripts.source(name))
     yield queue, proxy
     await queue.close()
     await proxy.close()
@@ -100,7 +102,7 @@ async def test_a_resent_add_answers_with_the_event_it_made(
 ) -> None:
     queue, proxy = proxied
     await queue.enqueue(NewEvent(account_id="DU0", exec_command=ExecCommand.REBALANCE))
-    proxy.cut_on = sha(queue, "enqueue")  # the script is loaded: the cut call runs it
+    proxy.cut_on = sha(queue, "enqueue")
     result = await queue.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE),
                                  idempotency_key="manual:op-1")
     assert proxy.cuts == 1
