@@ -164,9 +164,18 @@ class ProcessingConfig(_Section):
 
     @model_validator(mode="after")
     def _renewal_fits_in_lease(self) -> ProcessingConfig:
-        if self.renew_interval is not None and self.renew_interval >= self.lease_seconds:
-            raise ValueError("renew_interval must be shorter than lease_seconds")
+        if self.renew_interval is not None and self.renew_interval >= self.lock_fence_seconds:
+            raise ValueError(
+                f"renew_interval must be shorter than {self.lock_fence_seconds:g} s "
+                "(lease_seconds less the fence margin): a command whose account lock is not "
+                "confirmed within that time is stopped")
         return self
+
+    @property
+    def lock_fence_seconds(self) -> float:
+        """How long a command runs without a confirmation of its account lock before it is
+        stopped: the lock's lifetime (lease_seconds) less a margin for stopping it."""
+        return self.lease_seconds - min(self.lease_seconds / 10, 2.0)
 
     @property
     def lease_renew_interval(self) -> float:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-import redis.asyncio as aioredis
-
+from event_queue.connections import AnyRedis
 from event_queue.keys import DEFAULT, Keys
 
 
-async def violations(redis: aioredis.Redis, k: Keys = DEFAULT) -> list[str]:
+async def violations(redis: AnyRedis, k: Keys = DEFAULT) -> list[str]:
     """Every way the stored state breaks the contract (empty when consistent)."""
     events = await _live_events(redis, k)
     active = set(await redis.smembers(k.active_events))  # type: ignore[misc]
@@ -24,13 +23,13 @@ async def violations(redis: aioredis.Redis, k: Keys = DEFAULT) -> list[str]:
     return problems
 
 
-async def assert_consistent(redis: aioredis.Redis, k: Keys = DEFAULT) -> None:
+async def assert_consistent(redis: AnyRedis, k: Keys = DEFAULT) -> None:
     """Raise AssertionError listing every violation."""
     problems = await violations(redis, k)
     assert not problems, "queue invariants violated:\n" + "\n".join(problems)
 
 
-async def _live_events(redis: aioredis.Redis, k: Keys) -> dict[str, dict[str, str]]:
+async def _live_events(redis: AnyRedis, k: Keys) -> dict[str, dict[str, str]]:
     events: dict[str, dict[str, str]] = {}
     async for key in redis.scan_iter(match=k.event_pattern(), count=1000):
         events[k.event_id_of(key)] = await redis.hgetall(key)  # type: ignore[misc]
@@ -61,7 +60,7 @@ def _check_dedup(
 
 
 async def _check_areas(
-    redis: aioredis.Redis, events: dict[str, dict[str, str]], k: Keys
+    redis: AnyRedis, events: dict[str, dict[str, str]], k: Keys
 ) -> list[str]:
     queued = await redis.lrange(k.queue, 0, -1)  # type: ignore[misc]
     processing = await redis.lrange(k.processing, 0, -1)  # type: ignore[misc]
@@ -82,7 +81,7 @@ async def _check_areas(
 
 
 async def _check_indexes(
-    redis: aioredis.Redis, events: dict[str, dict[str, str]], k: Keys
+    redis: AnyRedis, events: dict[str, dict[str, str]], k: Keys
 ) -> list[str]:
     problems = []
     requeued = dict(await redis.zrange(k.requeued, 0, -1, withscores=True))

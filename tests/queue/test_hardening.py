@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from event_queue import (
@@ -21,6 +20,7 @@ from event_queue import (
     NewEvent,
     keys,
 )
+from event_queue.connections import AnyRedis
 from event_queue.invariants import violations
 
 
@@ -31,7 +31,7 @@ async def claimed(queue: EventQueue, account: str = "DU1") -> Event:
     return event
 
 
-async def everything(redis: aioredis.Redis) -> dict[str, object]:
+async def everything(redis: AnyRedis) -> dict[str, object]:
     state: dict[str, object] = {}
     async for key in redis.scan_iter():
         kind = await redis.type(key)
@@ -208,7 +208,7 @@ async def test_a_record_missing_from_its_indexes_and_dedup_key_is_restored(
     await queue.redis.zrem(keys.EVENTS_ALL, event.event_id)
     await queue.redis.hdel(keys.DEDUP_INDEX, "DU1:rebalance")
     await queue.redis.srem(keys.ACTIVE_EVENTS, "DU1:rebalance")
-    await queue.redis.hset(keys.event(event.event_id), "times_queued", 3)
+    await queue.redis.hset(keys.event(event.event_id), "times_queued", "3")
 
     report = await queue.repair()
 

@@ -432,14 +432,13 @@ class EventProcessor:
 
     async def _fence(self, flight: InFlight, runner: asyncio.Task[Any]) -> None:
         """Wait for the command, stopping it when the account lock may have expired."""
-        ttl = self.queue.lock_seconds
-        margin = min(ttl / 10, 2.0)
+        fence = self.settings.processing.lock_fence_seconds
         while not runner.done():
-            left = flight.lock_confirmed_at + ttl - margin - time.monotonic()
+            left = flight.lock_confirmed_at + fence - time.monotonic()
             if left <= 0:
                 flight.stop_command(
-                    f"the account lock was not confirmed for {ttl - margin:.1f} s (Redis "
-                    "unreachable?) and may expire")
+                    f"the account lock was not confirmed for {fence:g} s (Redis unreachable?) "
+                    "and may expire")
                 await asyncio.wait({runner})
                 return
             await asyncio.wait({runner}, timeout=left)
