@@ -59,6 +59,7 @@ class BrokerSettings(BaseSettings):
 
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
     redis_key_prefix: str = Field(default=DEFAULT_PREFIX, pattern=PREFIX_PATTERN.pattern)
+    redis_wait_replicas: int = Field(default=0, ge=0, le=16)
     redis_timeout: float = Field(default=1.5, gt=0, le=10)
     retry_after_seconds: int = Field(default=5, ge=1, le=3600)
 
@@ -97,6 +98,14 @@ class BrokerSettings(BaseSettings):
         except InvalidRedisUrl as exc:
             raise ValueError(exc.reason) from None
         return value
+
+    @model_validator(mode="after")
+    def _replicas_need_one_primary(self) -> BrokerSettings:
+        cluster = parse_url(self.redis_url.get_secret_value()).kind == "cluster"
+        if self.redis_wait_replicas and cluster:
+            raise ValueError("redis_wait_replicas: waiting for replicas is supported on a "
+                             "server or a Sentinel primary, not on a cluster")
+        return self
 
     @field_validator("webhook_allowed_ips", "webhook_trusted_proxies", mode="before")
     @classmethod

@@ -136,8 +136,12 @@ class EventQueue:
         blocking_redis: AnyRedis | None = None,
         key_prefix: str = DEFAULT_PREFIX,
         operation_marker_seconds: float = DEFAULT_OPERATION_MARKER_SECONDS,
+        wait_replicas: int = 0,
+        wait_replicas_seconds: float = 1.0,
     ) -> None:
         self.redis = redis
+        self.wait_replicas = wait_replicas
+        self.wait_replicas_seconds = wait_replicas_seconds
         self.keys = Keys(key_prefix)
         self.lease_seconds = lease_seconds
         self.history_limit = history_limit
@@ -172,6 +176,9 @@ class EventQueue:
         not use this.
         """
         target = parse_url(url)
+        if options.get("wait_replicas") and target.kind == "cluster":
+            raise ValueError("waiting for replicas is supported on a server or a Sentinel "
+                             "primary, not on a cluster")
         main = connect(target, timeout=timeout, connect_timeout=timeout,
                        max_connections=max_connections, reconnect_once=reconnect_once)
         queue = cls(main.client, **options)
@@ -187,6 +194,24 @@ class EventQueue:
 
     async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
         return await self._scripts[name](keys=list(keys_), args=list(args))
+
+    async def _run_replicated(
+        self, name: str, keys_: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """Run a script, then WAIT on the same connection until enough replicas have it."""
+        if isinstance(self.redis, RedisCluster):
+            raise TypeError("waiting for replicas is supported on a server or a Sentinel primary")
+        pipe = self.redis.pipeline(transaction=False)
+        # A pipeline queues the script (and loads it first if needed); redis-py types the
+        # client as Redis only.
+        await self._scripts[name](keys=list(keys_), args=list(args), client=pipe)  # type: ignore[arg-type]
+        pipe.execute_command("WAIT", self.wait_replicas, _ms(self.wait_replicas_seconds))
+        raw, acknowledged = await pipe.execute()
+        if int(acknowledged) < self.wait_replicas:
+            raise QueueUnavailable(
+                f"{acknowledged} of {self.wait_replicas} replicas confirmed the write in "
+                f"{self.wait_replicas_seconds:g} s")
+        return raw
 
     def _area(self, state: EventState) -> str:
         k = self.keys
@@ -221,6 +246,11 @@ class EventQueue:
 
         An idempotency key seen before answers with the event it made then, ``replayed`` (and
         ``duplicate``) set: a resent request, not a new event.
+
+        With ``wait_replicas``, the call returns only once that many replicas hold the batch
+        (``WAIT``), so a failover cannot lose an acknowledged event; when they do not confirm in
+        ``wait_replicas_seconds``, QueueUnavailable is raised: the batch may be stored, and a
+        resend is answered as a duplicate of it.
         """
         if not items:
             return []
@@ -243,7 +273,10 @@ class EventQueue:
                 encode_result(event.data),
                 idem or "",
             ]
-        raw = await self._run("enqueue", key_list, args)
+        if self.wait_replicas:
+            raw = await self._run_replicated("enqueue", key_list, args)
+        else:
+            raw = await self._run("enqueue", key_list, args)
         return [
             EnqueueResult(event_id=str(raw[2 * i + 1]), dedup_key=event.dedup_key,
                           duplicate=int(raw[2 * i]) != 1, replayed=int(raw[2 * i]) == 2)
@@ -553,12 +586,7 @@ class EventQueue:
         return ids, named
 
     async def _scan(self, pattern: str) -> Any:
-        if isinstance(self.redis, RedisCluster):
-            node = self.redis.get_node_from_key(self.keys.queue)
-            client = self.redis.get_redis_connection(node)
-            async for key in client.scan_iter(match=pattern, count=1000):
-                yield key
-            return
+        # On a cluster, scan_iter walks every primary; only the one holding the tag matches.
         async for key in self.redis.scan_iter(match=pattern, count=1000):
             yield key
 
