@@ -20,7 +20,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from event_queue import scripts
-from event_queue.connections import AnyRedis, Connection, connect, parse_url
+from event_queue.connections import AnyRedis, Connection, connect, parse_url, scan_keys
 from event_queue.errors import (
     AccountLockConflict,
     EventNotFound,
@@ -586,8 +586,7 @@ class EventQueue:
         return ids, named
 
     async def _scan(self, pattern: str) -> Any:
-        # On a cluster, scan_iter walks every primary; only the one holding the tag matches.
-        async for key in self.redis.scan_iter(match=pattern, count=1000):
+        async for key in scan_keys(self.redis, pattern, near=self.keys.queue):
             yield key
 
     async def _record_names(self, event_id: str) -> tuple[str, str]:
@@ -651,13 +650,15 @@ class EventQueue:
 
     async def _fetch(self, wanted: Iterable[str]) -> builtins.list[Event]:
         ids = builtins.list(wanted)
-        if not ids:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for event_id in ids:
-            pipe.hgetall(self.keys.event(event_id))
-        records = await pipe.execute()
-        return [decode_event(i, r) for i, r in zip(ids, records, strict=True) if r]
+        events: builtins.list[Event] = []
+        for start in range(0, len(ids), _PAGE_SCAN):
+            chunk = ids[start:start + _PAGE_SCAN]
+            records = await self._run("fetch", [self.keys.event(i) for i in chunk], [])
+            for event_id, flat in zip(chunk, records, strict=True):
+                if flat:
+                    events.append(decode_event(event_id, dict(zip(flat[::2], flat[1::2],
+                                                                  strict=True))))
+        return events
 
     @_translate_errors
     async def stats(self, *, sample_size: int = 5) -> QueueStats:

@@ -13,6 +13,7 @@ Only addresses are parsed here; nothing connects until the first command.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -141,3 +142,27 @@ def connect(
     client = sentinel.master_for(target.service, db=target.db, max_connections=max_connections,
                                  **auth, **options)
     return Connection(client, list(sentinel.sentinels))
+
+
+async def scan_keys(client: AnyRedis, pattern: str, *, near: str) -> AsyncIterator[str]:
+    """Every key matching ``pattern``; on a cluster, only on the node that holds ``near`` (every
+    key of the queue shares one hash tag, so they all live there)."""
+    if not isinstance(client, RedisCluster):
+        async for key in client.scan_iter(match=pattern, count=1000):
+            yield str(key)
+        return
+    node = client.get_node_from_key(near)
+    cursor = 0
+    while True:
+        reply = await client.execute_command("SCAN", cursor, "MATCH", pattern, "COUNT", 1000,
+                                             target_nodes=node)
+        if isinstance(reply, dict):  # redis-py keys the reply by node...
+            reply = next(iter(reply.values()))
+        raw_cursor, keys = reply[0], reply[1]
+        if isinstance(raw_cursor, dict):  # ...or only the cursor
+            raw_cursor = next(iter(raw_cursor.values()))
+        cursor = int(raw_cursor)
+        for key in keys:
+            yield str(key)
+        if cursor == 0:
+            return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from event_queue.connections import AnyRedis
+from event_queue.connections import AnyRedis, scan_keys
 from event_queue.keys import DEFAULT, Keys
 
 
@@ -31,7 +31,7 @@ async def assert_consistent(redis: AnyRedis, k: Keys = DEFAULT) -> None:
 
 async def _live_events(redis: AnyRedis, k: Keys) -> dict[str, dict[str, str]]:
     events: dict[str, dict[str, str]] = {}
-    async for key in redis.scan_iter(match=k.event_pattern(), count=1000):
+    async for key in scan_keys(redis, k.event_pattern(), near=k.queue):
         events[k.event_id_of(key)] = await redis.hgetall(key)  # type: ignore[misc]
     return events
 

@@ -533,6 +533,15 @@ end
 return out
 """
 
+FETCH: Final = r"""
+-- Read several event records at one instant (read only); a cluster runs it on one node.
+-- KEYS[i] the hash of event i
+-- Returns one flat field/value list per key (empty for a missing record).
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
+return out
+"""
+
 UPTIME: Final = r"""
 -- How long this Redis server has been up, in seconds (read only).
 -- KEYS[1] any key of the deployment (it routes the call to the right node of a cluster)
@@ -770,6 +779,7 @@ ALL: Final = {
     "delete": DELETE,
     "stats": STATS,
     "page": PAGE,
+    "fetch": FETCH,
     "uptime": UPTIME,
     "heartbeat": HEARTBEAT,
     "forget_processor": FORGET_PROCESSOR,
