@@ -101,6 +101,8 @@ class IBKRConfig(_Section):
     market_data_type: int = Field(default=1, ge=1, le=4)
     connection_retry: RetryConfig = RetryConfig(max_retries=3, delay=5)
     order_retry: RetryConfig = RetryConfig(max_retries=2, delay=1)
+    # After a whole connection cycle failed, commands fail at once for this long (0: never).
+    circuit_breaker_seconds: float = Field(default=10.0, ge=0, le=600)
 
     @model_validator(mode="before")
     @classmethod
