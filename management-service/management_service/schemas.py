@@ -238,6 +238,8 @@ NEEDS_KEY: Responses = {
     403: {"model": ErrorOut, "description": "mutations disabled: MANAGEMENT_API_KEY is not set"},
 }
 NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "no live event has this id"}}
+TOO_LARGE: Responses = {413: {"model": ErrorOut,
+                              "description": "the body is larger than max_body_bytes"}}
 
 
 def conflict(description: str) -> Responses:

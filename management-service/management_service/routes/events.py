@@ -15,6 +15,7 @@ from management_service.queue_manager import EventFilters
 from management_service.schemas import (
     NEEDS_KEY,
     NOT_FOUND,
+    TOO_LARGE,
     UNAVAILABLE,
     DeletedOut,
     EnqueuedOut,
@@ -55,7 +56,8 @@ async def get_event(manager: ManagerDep, event_id: EventId) -> EventDetail:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=EnqueuedOut,
-    responses=NEEDS_KEY | UNAVAILABLE | conflict("already active; existing_event_id names it"),
+    responses=NEEDS_KEY | TOO_LARGE | UNAVAILABLE
+    | conflict("already active; existing_event_id names it"),
 )
 async def add_event(manager: ManagerDep, operator: OperatorDep, body: EventRequest) -> EnqueuedOut:
     """Add an event, validated exactly as the broker validates a webhook."""
