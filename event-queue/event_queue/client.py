@@ -698,7 +698,7 @@ class EventQueue:
     async def history(self, *, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """Recently finished events (completed or deleted), newest first."""
         raw = await self.redis.lrange(self.keys.history, 0, max(0, limit - 1))  # type: ignore[misc]
-        return [_history_entry(json.loads(r)) for r in raw]
+        return [_history_entry(_json_or_note(r)) for r in raw]
 
     # -- processors and account locks -----------------------------------------------------------
 
@@ -793,6 +793,16 @@ def _summary(event: Event) -> EventSummary:
         state=event.state.value,
         last_error=event.last_error,
     )
+
+
+def _json_or_note(text: str) -> dict[str, Any]:
+    """A stored JSON object, or a note holding the text when it is not one (written by hand or
+    by a caller that bypassed this client): a listing never fails on one bad entry."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"malformed": text[:2000]}
+    return value if isinstance(value, dict) else {"malformed": text[:2000]}
 
 
 def _history_entry(raw: dict[str, Any]) -> dict[str, Any]:

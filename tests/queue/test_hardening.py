@@ -256,3 +256,14 @@ def test_a_prefix_that_could_break_the_tag_is_refused() -> None:
     for bad in ["", "a}b", "{x", "a b", "x" * 65]:
         with pytest.raises(InvalidKeyPrefix):
             Keys(bad)
+
+
+async def test_a_history_entry_that_is_not_json_does_not_break_the_listing(
+    queue: EventQueue,
+) -> None:
+    event = await claimed(queue)
+    await queue.complete(event, "c1", {"ok": 1})
+    await queue.redis.lpush(keys.HISTORY, '{"result": 0x10}')
+    entries = await queue.history()
+    assert entries[0] == {"malformed": '{"result": 0x10}'}
+    assert entries[1]["result"] == {"ok": 1}
