@@ -41,6 +41,7 @@ from event_queue.events import (
     new_event_id,
 )
 from event_queue.keys import DEFAULT_PREFIX, Keys
+from event_queue.migration import migrate_legacy_keys
 from event_queue.stats import (
     EnqueueResult,
     EventPage,
@@ -220,6 +221,12 @@ class EventQueue:
 
     def _marker_ms(self) -> int:
         return _ms(self.operation_marker_seconds)
+
+    @_translate_errors
+    async def migrate_legacy_keys(self) -> int:
+        """Move a queue kept under the key names of earlier versions (before the hash tag) to
+        this queue's names; returns how many keys moved (see :mod:`event_queue.migration`)."""
+        return await migrate_legacy_keys(self.redis, self.keys)
 
     # -- health of the connection ---------------------------------------------------------------
 

@@ -181,6 +181,7 @@ class EventProcessor:
     async def run(self) -> None:
         """Process events until :meth:`request_stop`, then drain and return."""
         log.info("processor started", extra=self._describe())
+        await self._migrate_legacy_keys()
         background = self._start_background()
         claimers = [asyncio.create_task(self._claim_loop(), name=f"claim-{i}")
                     for i in range(self.settings.processing.concurrency)]
@@ -189,6 +190,22 @@ class EventProcessor:
         await self._stop_background(background)
         await self._forget()
         log.info("processor stopped", extra={"consumer_id": self.consumer_id})
+
+    async def _migrate_legacy_keys(self) -> None:
+        """Before the first claim: move a queue an earlier version left under the key names
+        without the hash tag (an upgrade), retried while Redis is unreachable."""
+        while not self.stopping:
+            try:
+                moved = await self.queue.migrate_legacy_keys()
+            except QueueUnavailable as exc:
+                self.outage.failed("migrate", exc)
+                await asyncio.sleep(self.settings.redis.reconnect_delay)
+                continue
+            self.outage.recovered()
+            if moved:
+                log.warning("moved the queue of an earlier version to the new key names",
+                            extra={"keys_moved": moved})
+            return
 
     def request_stop(self, reason: str = "requested") -> None:
         """Stop claiming; running commands get ``processing.shutdown_grace`` to finish."""

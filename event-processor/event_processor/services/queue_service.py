@@ -46,6 +46,10 @@ class QueueService:
         """Close the connection pools."""
         await self.queue.close()
 
+    async def migrate_legacy_keys(self) -> int:
+        """Move a queue kept under the key names of earlier versions to the tagged names."""
+        return await self.queue.migrate_legacy_keys()
+
     async def claim_event(self, timeout: float) -> Event | None:
         """Wait up to ``timeout`` seconds for the next ready event and lease it to this consumer."""
         return await self.queue.claim(self.consumer_id, timeout=timeout)
