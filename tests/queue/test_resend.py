@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
 import pytest
 
 from event_queue import EventQueue, EventState, ExecCommand, NewEvent, scripts
 from event_queue.redis_server import RedisServer
+from tests.management.conftest import API_KEY, make_settings, serving
 
 
 class CuttingProxy:
@@ -25,10 +28,12 @@ class CuttingProxy:
         self.cut_on: bytes | None = None
         self.cuts = 0
         self.server: asyncio.Server | None = None
+        self.port = 0
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
+        self.port = int(self.server.sockets[0].getsockname()[1])
+        return self.port
 
     async def close(self) -> None:
         assert self.server is not None
@@ -127,3 +132,25 @@ async def test_a_resent_retry_and_audit_happen_once(
     assert proxy.cuts == 2
     assert len(await queue.audit_log()) == 1
     await queue.delete(event.event_id)
+
+
+async def test_the_management_service_answers_a_resent_add_and_delete_with_their_outcome(
+    proxied: tuple[EventQueue, CuttingProxy], tmp_path: Path
+) -> None:
+    queue, proxy = proxied
+    accounts = tmp_path / "accounts.yaml"
+    accounts.write_text("accounts:\n  - account_id: DU1111111\n", encoding="utf-8")
+    settings = make_settings(f"redis://127.0.0.1:{proxy.port}/0", ACCOUNTS_FILE=str(accounts))
+    with serving(settings) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10,
+                                     headers={"X-API-Key": API_KEY}) as admin:
+            proxy.cut_on = sha(queue, "enqueue")
+            added = await admin.post("/queue/events", json={"account_id": "DU1111111",
+                                                            "exec_command": "rebalance"})
+            assert proxy.cuts == 1
+            assert added.status_code == 201, added.text  # not 409: the resend found its event
+            proxy.cut_on = sha(queue, "delete")
+            deleted = await admin.delete(f"/queue/events/{added.json()['event_id']}")
+            assert proxy.cuts == 2
+            assert deleted.status_code == 200, deleted.text  # not 404
+    assert (await queue.stats()).total_events == 0
