@@ -664,8 +664,3 @@ class EventProcessor:
             "exec_command": event.exec_command, "times_queued": event.times_queued,
             "elapsed_ms": round((time.monotonic() - flight.claimed_at) * 1000, 1), **extra,
         }
-
-
-def _cancel_requested() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
