@@ -23,6 +23,7 @@ sys.path[:0] = [str(ROOT / "event-queue"), str(ROOT / "event-processor"), str(RO
 import redis.asyncio as aioredis  # noqa: E402
 
 from event_queue import EventQueue, ExecCommand, NewEvent  # noqa: E402
+from event_queue.connections import AnyRedis  # noqa: E402
 from event_queue.redis_server import RedisServer  # noqa: E402
 from tests.processor.harness import ProcessorProcess, read_records, write_config  # noqa: E402
 
@@ -35,7 +36,7 @@ PRODUCTION_TIMING = {"concurrency": 8, "claim_timeout": 1.0, "lease_seconds": 30
                      "heartbeat_interval": 5}
 
 
-async def command_calls(client: aioredis.Redis) -> dict[str, int]:
+async def command_calls(client: AnyRedis) -> dict[str, int]:
     stats = await client.info("commandstats")
     return {name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
             for name in PROCESSOR_COMMANDS}
@@ -68,7 +69,7 @@ async def throughput(server: RedisServer, work: Path, concurrency: int, count: i
         started = time.perf_counter()
         for offset in range(0, count, 1000):
             await queue.enqueue_many(no_op_events(min(1000, count - offset), offset))
-        while await client.zcard("events:all"):
+        while await client.zcard(queue.keys.events_all):
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - started
         after = await command_calls(client)

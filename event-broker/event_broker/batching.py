@@ -5,10 +5,13 @@ pending as one script call (one round trip, one AOF fsync), and when that call r
 piled up meanwhile. At most ``concurrency`` calls are in flight, each of at most ``max_size`` events.
 An idle broker therefore sends a lone event at once; a busy one sends bigger batches.
 
-Each request waits at most about ``deadline`` seconds: a watchdog, ticking every ``tick`` seconds
-(one timer for the whole broker rather than one per request), fails the requests that waited too
-long. A request failed before its batch left is dropped and never sent; one failed after may still
-be queued, which is why the 503 answer tells the sender to resend (dedup makes the resend safe).
+A request whose batch has left gets that batch's exact outcome, never a guess: the Redis
+client's own timeout bounds the call, and a request is never answered 503 while its event may be
+queued. A request still waiting to leave is failed (and never sent) only when no batch has made
+progress for ``deadline`` seconds: waiting behind a batch in flight is not counted against it. A
+watchdog, ticking every ``tick`` seconds (one timer for the whole broker rather than one per
+request), does that. When a batch finds Redis unavailable, the requests waiting behind it (none
+of them sent) get the same 503 at once instead of each paying another timeout.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class _Pending:
     event: NewEvent
     idempotency_key: str | None
     future: asyncio.Future[EnqueueResult]
-    due: float  # monotonic time after which the caller gets a 503
+    since: float  # monotonic time it started waiting
 
 
 class EnqueueBatcher:
@@ -56,13 +59,13 @@ class EnqueueBatcher:
         self._flushing = 0  # flushers running; a flusher stops only when nothing is pending
         self._tasks: set[asyncio.Task[None]] = set()  # strong references to running tasks
         self._watchdog: asyncio.Task[None] | None = None
+        self._progress = time.monotonic()  # when a batch last left or came back
 
     async def enqueue(self, event: NewEvent, *, idempotency_key: str | None) -> EnqueueResult:
         """Enqueue one event with the next batch; raise QueueUnavailable on failure or timeout."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[EnqueueResult] = loop.create_future()
-        self._pending.append(_Pending(event, idempotency_key, future,
-                                      time.monotonic() + self._deadline))
+        self._pending.append(_Pending(event, idempotency_key, future, time.monotonic()))
         if self._watchdog is None:
             self._watchdog = loop.create_task(self._watch())
         if self._flushing < self._concurrency:
@@ -79,10 +82,12 @@ class EnqueueBatcher:
         try:
             while batch := self._take():
                 self._in_flight.append(batch)
+                self._progress = time.monotonic()
                 try:
                     await self._send(batch)
                 finally:
                     self._in_flight.remove(batch)
+                    self._progress = time.monotonic()
         finally:
             self._flushing -= 1  # no await since the last _take(): nothing can be left behind
 
@@ -99,14 +104,18 @@ class EnqueueBatcher:
             results = await self._queue.enqueue_many(
                 [(item.event, item.idempotency_key) for item in batch]
             )
+            answers = list(zip(batch, results, strict=True))
         except (QueueUnavailable, RedisError) as exc:  # RedisError: e.g. OOM, READONLY replica
-            _fail(batch, exc if isinstance(exc, QueueUnavailable) else
-                  QueueUnavailable(type(exc).__name__))
+            unavailable = exc if isinstance(exc, QueueUnavailable) else QueueUnavailable(
+                type(exc).__name__)
+            # Redis was just seen unavailable: those waiting behind this batch (none of them
+            # sent) are answered now rather than each paying another timeout.
+            _fail([*batch, *self._pending], unavailable)
             return
         except Exception as exc:  # a bug: each caller sees it, later batches still go out
             _fail(batch, exc)
             return
-        for item, result in zip(batch, results, strict=True):
+        for item, result in answers:
             if not item.future.done():
                 item.future.set_result(result)
 
@@ -114,9 +123,10 @@ class EnqueueBatcher:
         while True:
             await asyncio.sleep(self._tick)
             now = time.monotonic()
-            for batch in [self._pending, *self._in_flight]:
-                _fail((i for i in batch if i.due <= now),
-                      QueueUnavailable(f"no answer within {self._deadline} s"))
+            if now - self._progress < self._deadline:
+                continue
+            stale = [i for i in self._pending if now - i.since >= self._deadline]
+            _fail(stale, QueueUnavailable(f"no batch could leave within {self._deadline} s"))
 
     async def close(self) -> None:
         """Wait for the batches in flight, then stop the watchdog (at shutdown)."""

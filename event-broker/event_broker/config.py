@@ -27,6 +27,8 @@ from pydantic_settings import (
 )
 
 from event_queue.cli import ConfigProblem, clean, read_yaml
+from event_queue.connections import InvalidRedisUrl, parse_url
+from event_queue.keys import DEFAULT_PREFIX, PREFIX_PATTERN
 
 IPNetwork = IPv4Network | IPv6Network
 NetworkList = Annotated[list[IPNetwork], NoDecode]
@@ -36,7 +38,6 @@ MIN_SECRET_BYTES = 24
 MIN_TOKEN_CHARS = 16
 _SECRET_PREFIX = "whsec_"  # noqa: S105 - the format prefix, not a secret
 _SPLIT = re.compile(r"[,\s]+")
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 _config_file: ContextVar[Path | None] = ContextVar("event_broker_config_file", default=None)
 
@@ -57,6 +58,8 @@ class BrokerSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+    redis_key_prefix: str = Field(default=DEFAULT_PREFIX, pattern=PREFIX_PATTERN.pattern)
+    redis_wait_replicas: int = Field(default=0, ge=0, le=16)
     redis_timeout: float = Field(default=1.5, gt=0, le=10)
     retry_after_seconds: int = Field(default=5, ge=1, le=3600)
 
@@ -89,11 +92,20 @@ class BrokerSettings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith(REDIS_SCHEMES):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL, "
-                             "e.g. redis://localhost:6379/0")
+    def _redis_url(cls, value: SecretStr) -> SecretStr:
+        try:
+            parse_url(value.get_secret_value())
+        except InvalidRedisUrl as exc:
+            raise ValueError(exc.reason) from None
         return value
+
+    @model_validator(mode="after")
+    def _replicas_need_one_primary(self) -> BrokerSettings:
+        cluster = parse_url(self.redis_url.get_secret_value()).kind == "cluster"
+        if self.redis_wait_replicas and cluster:
+            raise ValueError("redis_wait_replicas: waiting for replicas is supported on a "
+                             "server or a Sentinel primary, not on a cluster")
+        return self
 
     @field_validator("webhook_allowed_ips", "webhook_trusted_proxies", mode="before")
     @classmethod

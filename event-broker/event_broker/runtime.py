@@ -45,7 +45,9 @@ async def open_broker(
     if accounts is None:
         accounts = await asyncio.to_thread(load_accounts, settings.accounts_file)
     queue = EventQueue.from_url(
-        settings.redis_url.get_secret_value(), timeout=settings.redis_timeout
+        settings.redis_url.get_secret_value(), timeout=settings.redis_timeout,
+        key_prefix=settings.redis_key_prefix, wait_replicas=settings.redis_wait_replicas,
+        wait_replicas_seconds=settings.redis_timeout / 2
     )
     batcher = EnqueueBatcher(
         queue,

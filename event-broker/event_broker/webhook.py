@@ -6,7 +6,6 @@ service; this module only turns its errors into messages a sender can act on.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ from event_broker.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from event_queue import strict_json
 from event_queue.requests import EventRequest
 
 PASSPHRASE_FIELD = "passphrase"  # noqa: S105 - a field name, not a secret
@@ -98,28 +98,22 @@ def too_large_message(limit: int) -> str:
 
 
 def decode_object(body: bytes, *, authenticated: bool) -> dict[str, Any]:
-    """Parse the body as a JSON object.
+    """Parse the body as a strict JSON object (UTF-8, finite numbers, bounded nesting).
 
     An unauthenticated sender learns nothing about its body: it gets 401, not a parse error.
     """
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        payload = strict_json.loads(body)
+    except strict_json.InvalidJson as exc:
         if not authenticated:
             raise _no_credentials() from None
-        raise InvalidEvent(f"the body is not valid UTF-8 JSON: {_json_reason(exc)}") from None
+        raise InvalidEvent(f"the body is not valid UTF-8 JSON: {exc.reason}") from None
     if not isinstance(payload, dict):
         if not authenticated:
             raise _no_credentials()
         raise InvalidEvent("the body must be a JSON object such as "
                            '{"account_id": "DU1234567", "exec_command": "rebalance"}')
     return payload
-
-
-def _json_reason(exc: Exception) -> str:
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    return "it is not UTF-8"
 
 
 def _no_credentials() -> Unauthorized:

@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from event_queue.cli import ConfigProblem, clean
 from event_queue.cli import read_yaml as read_yaml_file
+from event_queue.connections import InvalidRedisUrl, parse_url
+from event_queue.keys import DEFAULT_PREFIX, PREFIX_PATTERN
 from event_queue.requests import Allocation
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "config.yaml"
@@ -29,6 +31,7 @@ DEFAULT_COMMANDS = "event_processor.commands.factory:create_registry"
 # Environment variables that override one key each (deployment values and secrets).
 ENV_OVERRIDES: Mapping[str, tuple[str, str]] = {
     "REDIS_URL": ("redis", "url"),
+    "REDIS_KEY_PREFIX": ("redis", "key_prefix"),
     "IB_HOST": ("ibkr", "host"),
     "IB_PORT": ("ibkr", "port"),
     "TRADING_MODE": ("ibkr", "trading_mode"),
@@ -101,6 +104,8 @@ class IBKRConfig(_Section):
     market_data_type: int = Field(default=1, ge=1, le=4)
     connection_retry: RetryConfig = RetryConfig(max_retries=3, delay=5)
     order_retry: RetryConfig = RetryConfig(max_retries=2, delay=1)
+    # After a whole connection cycle failed, commands fail at once for this long (0: never).
+    circuit_breaker_seconds: float = Field(default=10.0, ge=0, le=600)
 
     @model_validator(mode="before")
     @classmethod
@@ -139,16 +144,18 @@ class RedisConfig(_Section):
     """The queue's Redis server and how to behave while it is unreachable."""
 
     url: str = "redis://localhost:6379/0"
+    key_prefix: str = Field(default=DEFAULT_PREFIX, pattern=PREFIX_PATTERN.pattern)
+    timeout: float = Field(default=2.0, gt=0)
+    reconnect_delay: float = Field(default=1.0, gt=0, le=60)
 
     @field_validator("url")
     @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL, "
-                             "e.g. redis://localhost:6379/0")
+    def _redis_url(cls, value: str) -> str:
+        try:
+            parse_url(value)
+        except InvalidRedisUrl as exc:
+            raise ValueError(exc.reason) from None
         return value
-    timeout: float = Field(default=2.0, gt=0)
-    reconnect_delay: float = Field(default=1.0, gt=0, le=60)
 
 
 class ProcessingConfig(_Section):
@@ -171,9 +178,18 @@ class ProcessingConfig(_Section):
 
     @model_validator(mode="after")
     def _renewal_fits_in_lease(self) -> ProcessingConfig:
-        if self.renew_interval is not None and self.renew_interval >= self.lease_seconds:
-            raise ValueError("renew_interval must be shorter than lease_seconds")
+        if self.renew_interval is not None and self.renew_interval >= self.lock_fence_seconds:
+            raise ValueError(
+                f"renew_interval must be shorter than {self.lock_fence_seconds:g} s "
+                "(lease_seconds less the fence margin): a command whose account lock is not "
+                "confirmed within that time is stopped")
         return self
+
+    @property
+    def lock_fence_seconds(self) -> float:
+        """How long a command runs without a confirmation of its account lock before it is
+        stopped: the lock's lifetime (lease_seconds) less a margin for stopping it."""
+        return self.lease_seconds - min(self.lease_seconds / 10, 2.0)
 
     @property
     def lease_renew_interval(self) -> float:

@@ -2,18 +2,28 @@
 
 from event_queue.client import EventQueue
 from event_queue.errors import (
+    AccountLockConflict,
     EventNotFound,
     EventNotWaiting,
     EventProcessing,
+    InvalidResult,
     LeaseLost,
     QueueError,
     QueueUnavailable,
 )
 from event_queue.events import Event, EventState, ExecCommand, NewEvent
-from event_queue.keys import dedup_key
-from event_queue.stats import EnqueueResult, EventPage, EventSummary, ProcessorInfo, QueueStats
+from event_queue.keys import Keys, dedup_key
+from event_queue.stats import (
+    EnqueueResult,
+    EventPage,
+    EventSummary,
+    ProcessorInfo,
+    QueueStats,
+    RepairReport,
+)
 
 __all__ = [
+    "AccountLockConflict",
     "EnqueueResult",
     "Event",
     "EventNotFound",
@@ -24,11 +34,14 @@ __all__ = [
     "EventState",
     "EventSummary",
     "ExecCommand",
+    "InvalidResult",
+    "Keys",
     "LeaseLost",
     "NewEvent",
     "ProcessorInfo",
     "QueueError",
     "QueueStats",
     "QueueUnavailable",
+    "RepairReport",
     "dedup_key",
 ]

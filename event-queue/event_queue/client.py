@@ -7,24 +7,26 @@ import builtins
 import functools
 import json
 import re
+import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from event_queue import keys, scripts
+from event_queue import scripts
+from event_queue.connections import AnyRedis, Connection, connect, parse_url, scan_keys
 from event_queue.errors import (
+    AccountLockConflict,
     EventNotFound,
     EventNotWaiting,
     EventProcessing,
+    InvalidResult,
     LeaseLost,
     QueueUnavailable,
 )
@@ -34,10 +36,21 @@ from event_queue.events import (
     NewEvent,
     decode_event,
     encode_json,
+    encode_result,
     ms_to_datetime,
     new_event_id,
 )
-from event_queue.stats import EnqueueResult, EventPage, EventSummary, ProcessorInfo, QueueStats
+from event_queue.keys import DEFAULT_PREFIX, Keys
+from event_queue.migration import migrate_legacy_keys
+from event_queue.stats import (
+    EnqueueResult,
+    EventPage,
+    EventSummary,
+    LockRenewal,
+    ProcessorInfo,
+    QueueStats,
+    RepairReport,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -45,13 +58,8 @@ R = TypeVar("R")
 DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_HISTORY_LIMIT = 1000
 DEFAULT_IDEMPOTENCY_SECONDS = 24 * 3600
+DEFAULT_OPERATION_MARKER_SECONDS = 600.0
 _PAGE_SCAN = 500
-_AREAS = {
-    EventState.QUEUED: keys.QUEUE,
-    EventState.PROCESSING: keys.PROCESSING,
-    EventState.RETRY_WAIT: keys.RETRY_WAIT,
-}
-_LISTS = {keys.QUEUE, keys.PROCESSING}
 
 
 # Errors with which Redis refuses a command before running it: the command changed nothing, so the
@@ -131,25 +139,41 @@ class EventQueue:
     Every multi-key change is one Lua script from :mod:`event_queue.scripts`, registered once here.
     Claims block on a second connection pool without a socket timeout, so a long BLMOVE is never cut
     short by the read timeout that keeps the other calls from hanging.
+
+    Every operator action (enqueue with an idempotency key, delete, retry, audit) is safe to send
+    twice: each call carries a fresh operation id, and its script answers a resent call with the
+    first call's outcome. That is what lets the management service resend a call once after a
+    dropped connection without knowing whether the first one ran.
     """
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: AnyRedis,
         *,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         history_limit: int = DEFAULT_HISTORY_LIMIT,
         idempotency_seconds: float = DEFAULT_IDEMPOTENCY_SECONDS,
-        blocking_redis: aioredis.Redis | None = None,
+        blocking_redis: AnyRedis | None = None,
+        key_prefix: str = DEFAULT_PREFIX,
+        operation_marker_seconds: float = DEFAULT_OPERATION_MARKER_SECONDS,
+        wait_replicas: int = 0,
+        wait_replicas_seconds: float = 1.0,
     ) -> None:
         self.redis = redis
+        self.wait_replicas = wait_replicas
+        self.wait_replicas_seconds = wait_replicas_seconds
+        self.keys = Keys(key_prefix)
         self.lease_seconds = lease_seconds
         self.history_limit = history_limit
         self.idempotency_seconds = idempotency_seconds
+        self.operation_marker_seconds = operation_marker_seconds
         self._blocking = blocking_redis
-        self._owns_blocking = False
+        self._blocking_factory: Callable[[], Connection] | None = None
+        self._owned: builtins.list[Connection] = []
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(scripts.source(name)) for name in scripts.ALL
+            # RedisCluster registers scripts like Redis does; redis-py types it for Redis only.
+            name: redis.register_script(scripts.source(name))  # type: ignore[misc]
+            for name in scripts.ALL
         }
 
     @classmethod
@@ -162,40 +186,73 @@ class EventQueue:
         reconnect_once: bool = False,
         **options: Any,
     ) -> EventQueue:
-        """Connect lazily to ``url``; every call gives up after ``timeout`` seconds.
+        """Connect lazily to ``url`` (see :mod:`event_queue.connections` for the forms: one
+        server, a Sentinel-managed primary, a cluster); every call gives up after ``timeout``.
 
         With ``reconnect_once``, a call on a connection the server dropped (Redis restarted) is
-        retried once at once on a new connection, so the first call after a restart does not fail.
-        Timeouts are never retried. Use it only where running a script twice is harmless: if the
-        connection dies after a script ran, the retry runs it again.
+        sent once more at once on a new connection, so the first call after a restart does not
+        fail. Timeouts are never resent. The scripts the management service calls are safe to
+        resend (operator actions carry an operation id); the processor's are not all, so it does
+        not use this.
         """
-        once = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-        client = aioredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            max_connections=max_connections,
-            retry=once if reconnect_once else None,
-            retry_on_error=[RedisConnectionError] if reconnect_once else None,
-        )
-        return cls(client, **options)
+        target = parse_url(url)
+        if options.get("wait_replicas") and target.kind == "cluster":
+            raise ValueError("waiting for replicas is supported on a server or a Sentinel "
+                             "primary, not on a cluster")
+        main = connect(target, timeout=timeout, connect_timeout=timeout,
+                       max_connections=max_connections, reconnect_once=reconnect_once)
+        queue = cls(main.client, **options)
+        queue._owned.append(main)
+        queue._blocking_factory = lambda: connect(target, timeout=None, connect_timeout=timeout)
+        return queue
 
     async def close(self) -> None:
         """Close the connection pools this client opened."""
-        if self._blocking is not None and self._owns_blocking:
-            await self._blocking.aclose()
-        await self.redis.aclose()
+        for connection in reversed(self._owned):
+            await connection.close()
+        self._owned.clear()
 
     async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
         return await self._scripts[name](keys=list(keys_), args=list(args))
+
+    async def _run_replicated(
+        self, name: str, keys_: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """Run a script, then WAIT on the same connection until enough replicas have it."""
+        if isinstance(self.redis, RedisCluster):
+            raise TypeError("waiting for replicas is supported on a server or a Sentinel primary")
+        pipe = self.redis.pipeline(transaction=False)
+        # A pipeline queues the script (and loads it first if needed); redis-py types the
+        # client as Redis only.
+        await self._scripts[name](keys=list(keys_), args=list(args), client=pipe)  # type: ignore[arg-type]
+        pipe.execute_command("WAIT", self.wait_replicas, _ms(self.wait_replicas_seconds))
+        raw, acknowledged = await pipe.execute()
+        if int(acknowledged) < self.wait_replicas:
+            raise QueueUnavailable(
+                f"{acknowledged} of {self.wait_replicas} replicas confirmed the write in "
+                f"{self.wait_replicas_seconds:g} s")
+        return raw
+
+    def _area(self, state: EventState) -> str:
+        k = self.keys
+        return {EventState.QUEUED: k.queue, EventState.PROCESSING: k.processing,
+                EventState.RETRY_WAIT: k.retry_wait}[state]
+
+    def _marker_ms(self) -> int:
+        return _ms(self.operation_marker_seconds)
+
+    @_translate_errors
+    async def migrate_legacy_keys(self) -> int:
+        """Move a queue kept under the key names of earlier versions (before the hash tag) to
+        this queue's names; returns how many keys moved (see :mod:`event_queue.migration`)."""
+        return await migrate_legacy_keys(self.redis, self.keys)
 
     # -- health of the connection ---------------------------------------------------------------
 
     @_translate_errors
     async def ping(self) -> bool:
         """True when Redis answers."""
-        return bool(await self.redis.ping())
+        return bool(await self._run("uptime", [self.keys.queue], []) is not None)
 
     # -- enqueue --------------------------------------------------------------------------------
 
@@ -211,45 +268,65 @@ class EventQueue:
     async def enqueue_many(
         self, items: Sequence[tuple[NewEvent, str | None]]
     ) -> builtins.list[EnqueueResult]:
-        """Enqueue several events in one atomic script call (one round trip, one AOF fsync)."""
+        """Enqueue several events in one atomic script call (one round trip, one AOF fsync).
+
+        An idempotency key seen before answers with the event it made then, ``replayed`` (and
+        ``duplicate``) set: a resent request, not a new event.
+
+        With ``wait_replicas``, the call returns only once that many replicas hold the batch
+        (``WAIT``), so a failover cannot lose an acknowledged event; when they do not confirm in
+        ``wait_replicas_seconds``, QueueUnavailable is raised: the batch may be stored, and a
+        resend is answered as a duplicate of it.
+        """
         if not items:
             return []
-        key_list = [keys.QUEUE, keys.ACTIVE_EVENTS, keys.DEDUP_INDEX, keys.EVENTS_ALL]
+        k = self.keys
+        key_list = [k.queue, k.active_events, k.dedup_index, k.events_all]
         args: list[Any] = [_ms(self.idempotency_seconds), len(items)]
         for event, idem in items:
             event_id = new_event_id()
             key_list += [
-                keys.event(event_id),
-                keys.by_account(event.account_id),
-                keys.by_command(event.exec_command.value),
-                keys.idempotency(idem or ""),
+                k.event(event_id),
+                k.by_account(event.account_id),
+                k.by_command(event.exec_command.value),
+                k.idempotency(idem or ""),
             ]
             args += [
                 event_id,
                 event.dedup_key,
                 event.account_id,
                 event.exec_command.value,
-                encode_json(event.data),
+                encode_result(event.data),
                 idem or "",
             ]
-        raw = await self._run("enqueue", key_list, args)
+        if self.wait_replicas:
+            raw = await self._run_replicated("enqueue", key_list, args)
+        else:
+            raw = await self._run("enqueue", key_list, args)
         return [
             EnqueueResult(event_id=str(raw[2 * i + 1]), dedup_key=event.dedup_key,
-                          duplicate=int(raw[2 * i]) == 0)
+                          duplicate=int(raw[2 * i]) != 1, replayed=int(raw[2 * i]) == 2)
             for i, (event, _) in enumerate(items)
         ]
 
     # -- the processor's life cycle -------------------------------------------------------------
 
-    def _blocking_client(self) -> aioredis.Redis:
+    def _blocking_client(self) -> AnyRedis:
         if self._blocking is None:
-            pool_kwargs = dict(self.redis.connection_pool.connection_kwargs)
-            pool_kwargs["socket_timeout"] = None
-            pool = aioredis.ConnectionPool(
-                connection_class=self.redis.connection_pool.connection_class, **pool_kwargs
-            )
-            self._blocking = aioredis.Redis.from_pool(pool)  # owns (and closes) the pool
-            self._owns_blocking = True
+            if self._blocking_factory is not None:
+                connection = self._blocking_factory()
+                self._owned.append(connection)
+                self._blocking = connection.client
+            elif isinstance(self.redis, aioredis.Redis):
+                pool_kwargs = dict(self.redis.connection_pool.connection_kwargs)
+                pool_kwargs["socket_timeout"] = None
+                pool = aioredis.ConnectionPool(
+                    connection_class=self.redis.connection_pool.connection_class, **pool_kwargs
+                )
+                self._blocking = aioredis.Redis.from_pool(pool)
+                self._owned.append(Connection(self._blocking))
+            else:
+                raise TypeError("a cluster client needs blocking_redis or EventQueue.from_url")
         return self._blocking
 
     @_translate_errors
@@ -257,13 +334,16 @@ class EventQueue:
         """Wait up to ``timeout`` seconds for a ready event and lease it to ``consumer_id``.
 
         BLMOVE moves the id into the processing area atomically, so the event is never held only in
-        this process's memory; the lease follows in one script. Returns None on timeout.
+        this process's memory; the lease follows in one script, under a new claim token (the
+        returned event's ``claim_token``) that every later call about this claim must carry.
+        Returns None on timeout.
         """
         blocking = self._blocking_client()
+        k = self.keys
         while True:
             event_id = await asyncio.wait_for(
                 # Redis takes a fractional timeout; redis-py's stub says int.
-                blocking.blmove(keys.QUEUE, keys.PROCESSING, timeout, "LEFT", "RIGHT"),  # type: ignore[arg-type]
+                blocking.blmove(k.queue, k.processing, timeout, "LEFT", "RIGHT"),  # type: ignore[arg-type]
                 timeout + max(2.0, timeout),
             )
             if event_id is None:
@@ -275,8 +355,8 @@ class EventQueue:
     async def _lease(self, event_id: str, consumer_id: str) -> Event | None:
         raw = await self._run(
             "lease",
-            [keys.PROCESSING, keys.LEASES, keys.event(event_id)],
-            [event_id, consumer_id, _ms(self.lease_seconds)],
+            [self.keys.processing, self.keys.leases, self.keys.event(event_id)],
+            [event_id, consumer_id, _ms(self.lease_seconds), new_claim_token()],
         )
         if raw[0] != "ok":
             return None
@@ -291,16 +371,44 @@ class EventQueue:
         *,
         lock_token: str = "",
         lock_seconds: float = 0,
-    ) -> None:
-        """Extend the lease (and the account lock, if a token is given); raise LeaseLost if gone."""
-        renewed = await self._run(
+    ) -> LockRenewal:
+        """Extend the claim's lease and, with a token, its account lock (taken again if gone).
+
+        Returns how the lock fared (``"ok"``, ``"retaken"``); raises AccountLockConflict when
+        another holder took the lock (the caller must stop its command) and LeaseLost when the
+        claim no longer owns the event. ``consumer_id`` names the caller in errors.
+        """
+        k = self.keys
+        outcome = await self._run(
             "renew",
-            [keys.PROCESSING, keys.LEASES, keys.event(event.event_id),
-             keys.account_lock(event.account_id)],
-            [event.event_id, consumer_id, _ms(self.lease_seconds), lock_token, _ms(lock_seconds)],
+            [k.processing, k.leases, k.event(event.event_id), k.account_lock(event.account_id)],
+            [event.event_id, event.claim_token or "", _ms(self.lease_seconds), lock_token,
+             _ms(lock_seconds)],
         )
-        if not renewed:
+        if outcome == "lost":
             raise LeaseLost(event.event_id, consumer_id)
+        if outcome == "conflict":
+            raise AccountLockConflict(event.account_id, event.event_id)
+        return cast(LockRenewal, str(outcome))
+
+    @_translate_errors
+    async def lock_account(self, event: Event, lock_token: str, *, ttl: float) -> bool:
+        """Take the account lock for this claim of ``event``, if nobody else holds it.
+
+        Returns False while another holder has it; raises LeaseLost when the claim no longer owns
+        the event and EventNotFound when it is gone (completed elsewhere, or deleted).
+        """
+        k = self.keys
+        outcome = await self._run(
+            "lock",
+            [k.processing, k.event(event.event_id), k.account_lock(event.account_id)],
+            [event.event_id, event.claim_token or "", lock_token, _ms(ttl)],
+        )
+        if outcome == "missing":
+            raise EventNotFound(event.event_id)
+        if outcome == "lost":
+            raise LeaseLost(event.event_id, event.consumer or "")
+        return bool(outcome == "ok")
 
     @_translate_errors
     async def complete(
@@ -308,22 +416,28 @@ class EventQueue:
     ) -> str:
         """Finish an event: history entry, dedup key and record removed, lock released.
 
-        Returns ``"completed"``, or ``"completed_late"`` when the reaper had already put the event
-        back (it is then taken out again, since the work was done). Raises LeaseLost when another
-        consumer holds the event and EventNotFound when it no longer exists.
+        Returns ``"completed"``, or ``"completed_late"`` when the claim had lost the event but
+        nobody runs it (it is then taken out, since the work was done). Raises LeaseLost when
+        another claim holds the account lock for it (nothing is changed), EventNotFound when it
+        no longer exists, and InvalidResult, before anything is changed, when ``result`` is not
+        storable as JSON (NaN, Infinity).
         """
+        text = encode_result(result)
+        k = self.keys
         outcome = await self._run(
             "complete",
-            [keys.QUEUE, keys.PROCESSING, keys.LEASES, keys.RETRY_WAIT, keys.ACTIVE_EVENTS,
-             keys.DEDUP_INDEX, keys.REQUEUED, keys.EVENTS_ALL, keys.HISTORY,
-             keys.event(event.event_id), keys.by_account(event.account_id),
-             keys.by_command(event.exec_command), keys.account_lock(event.account_id)],
-            [event.event_id, consumer_id, encode_json(result), self.history_limit, lock_token],
+            [k.queue, k.processing, k.leases, k.retry_wait, k.active_events,
+             k.dedup_index, k.requeued, k.events_all, k.history,
+             k.event(event.event_id), k.by_account(event.account_id),
+             k.by_command(event.exec_command), k.account_lock(event.account_id)],
+            [event.event_id, event.claim_token or "", text, self.history_limit, lock_token],
         )
         if outcome == "lost":
             raise LeaseLost(event.event_id, consumer_id)
         if outcome == "missing":
             raise EventNotFound(event.event_id)
+        if outcome == "bad_result":
+            raise InvalidResult("the result is not finite JSON")
         return str(outcome)
 
     @_translate_errors
@@ -340,11 +454,13 @@ class EventQueue:
 
         Returns the new ``times_queued`` and when the event becomes ready again.
         """
+        k = self.keys
         times, due = await self._run(
             "fail",
-            [keys.PROCESSING, keys.LEASES, keys.RETRY_WAIT, keys.REQUEUED,
-             keys.event(event.event_id), keys.account_lock(event.account_id)],
-            [event.event_id, consumer_id, error[:4000], int(requeue_delay * 1000), lock_token],
+            [k.processing, k.leases, k.retry_wait, k.requeued,
+             k.event(event.event_id), k.account_lock(event.account_id)],
+            [event.event_id, event.claim_token or "", error[:4000], int(requeue_delay * 1000),
+             lock_token],
         )
         if int(times) < 0:
             raise LeaseLost(event.event_id, consumer_id)
@@ -353,11 +469,12 @@ class EventQueue:
     @_translate_errors
     async def release(self, event: Event, consumer_id: str, *, lock_token: str = "") -> None:
         """Hand an unfinished event back to the head of the queue, without counting a failure."""
+        k = self.keys
         released = await self._run(
             "release",
-            [keys.QUEUE, keys.PROCESSING, keys.LEASES, keys.event(event.event_id),
-             keys.account_lock(event.account_id)],
-            [event.event_id, consumer_id, lock_token],
+            [k.queue, k.processing, k.leases, k.event(event.event_id),
+             k.account_lock(event.account_id)],
+            [event.event_id, event.claim_token or "", lock_token],
         )
         if not released:
             raise LeaseLost(event.event_id, consumer_id)
@@ -365,12 +482,11 @@ class EventQueue:
     @_translate_errors
     async def promote_due_retries(self, *, limit: int = 500) -> int:
         """Move retry-waiting events whose delay is over to the queue; returns how many moved."""
-        due = await self._run("due_retries", [keys.RETRY_WAIT], [limit])
+        k = self.keys
+        due = await self._run("due_retries", [k.retry_wait], [limit])
         if not due:
             return 0
-        moved = await self._run(
-            "promote", [keys.QUEUE, keys.RETRY_WAIT, *map(keys.event, due)], due
-        )
+        moved = await self._run("promote", [k.queue, k.retry_wait, *map(k.event, due)], due)
         return int(moved)
 
     @_translate_errors
@@ -388,29 +504,26 @@ class EventQueue:
         grace = self.lease_seconds if grace_seconds is None else grace_seconds
         if await self._recently_restarted():
             return []
-        expired = await self._run(
-            "find_expired", [keys.PROCESSING, keys.LEASES], [_ms(grace), limit]
-        )
+        k = self.keys
+        expired = await self._run("find_expired", [k.processing, k.leases], [_ms(grace), limit])
         if not expired:
             return []
         reaped = await self._run(
-            "reap",
-            [keys.QUEUE, keys.PROCESSING, keys.LEASES, keys.REQUEUED, *map(keys.event, expired)],
-            expired,
+            "reap", [k.queue, k.processing, k.leases, k.requeued, *map(k.event, expired)], expired
         )
         return [str(i) for i in reaped]
 
     async def _recently_restarted(self) -> bool:
         # Redis reports whole seconds of uptime: hold off while it is surely under one lease.
-        info = await self.redis.info("server")
-        return float(info.get("uptime_in_seconds", 0)) + 1 <= self.lease_seconds
+        uptime = await self._run("uptime", [self.keys.queue], [])
+        return float(uptime) + 1 <= self.lease_seconds
 
     # -- operator actions -----------------------------------------------------------------------
 
     @_translate_errors
     async def get(self, event_id: str) -> Event:
         """One live event; raises EventNotFound."""
-        fields = await self.redis.hgetall(keys.event(event_id))  # type: ignore[misc]
+        fields = await self.redis.hgetall(self.keys.event(event_id))  # type: ignore[misc]
         if not fields:
             raise EventNotFound(event_id)
         return decode_event(event_id, fields)
@@ -419,17 +532,21 @@ class EventQueue:
     async def delete(self, event_id: str) -> Event:
         """Delete an event that is not being processed, with its dedup key; returns what it was.
 
-        Raises EventNotFound, or EventProcessing while a processor holds it.
+        Raises EventNotFound, or EventProcessing while a processor holds it. Safe to resend: the
+        script answers a resent call of the same operation with its first outcome.
         """
+        k = self.keys
+        marker = k.operation(new_event_id())
         for _ in range(5):
             event = await self.get(event_id)
             outcome = await self._run(
                 "delete",
-                [keys.QUEUE, keys.PROCESSING, keys.LEASES, keys.RETRY_WAIT, keys.ACTIVE_EVENTS,
-                 keys.DEDUP_INDEX, keys.REQUEUED, keys.EVENTS_ALL, keys.HISTORY,
-                 keys.event(event_id), keys.by_account(event.account_id),
-                 keys.by_command(event.exec_command)],
-                [event_id, event.account_id, event.exec_command, self.history_limit],
+                [k.queue, k.processing, k.leases, k.retry_wait, k.active_events,
+                 k.dedup_index, k.requeued, k.events_all, k.history,
+                 k.event(event_id), k.by_account(event.account_id),
+                 k.by_command(event.exec_command), marker],
+                [event_id, event.account_id, event.exec_command, self.history_limit,
+                 event.dedup_key, self._marker_ms()],
             )
             if outcome == "deleted":
                 return event
@@ -442,14 +559,66 @@ class EventQueue:
     @_translate_errors
     async def retry_now(self, event_id: str) -> Event:
         """Send a retry-waiting event to the head of the queue now (times_queued unchanged)."""
+        k = self.keys
         outcome = await self._run(
-            "retry_now", [keys.QUEUE, keys.RETRY_WAIT, keys.event(event_id)], [event_id]
+            "retry_now",
+            [k.queue, k.retry_wait, k.event(event_id), k.operation(new_event_id())],
+            [event_id, self._marker_ms()],
         )
         if outcome == "missing":
             raise EventNotFound(event_id)
         if outcome != "ok":
             raise EventNotWaiting(event_id, str(outcome))
         return await self.get(event_id)
+
+    @_translate_errors
+    async def repair(self) -> RepairReport:
+        """Find every event id anywhere (records, areas, indexes) and make the state consistent.
+
+        Each id is repaired by one script, so live processors and brokers may keep working. This
+        reads the whole state (a scan): an operator action, never a periodic job.
+        """
+        k = self.keys
+        ids, named = await self._every_id()
+        fixes: dict[str, builtins.list[str]] = {}
+        for event_id in sorted(ids):
+            account, command = await self._record_names(event_id)
+            done = await self._run(
+                "repair",
+                [k.queue, k.processing, k.leases, k.retry_wait, k.active_events, k.dedup_index,
+                 k.requeued, k.events_all, k.event(event_id), k.by_account(account),
+                 k.by_command(command)],
+                [event_id, *named.get(event_id, [])],
+            )
+            if done:
+                fixes[event_id] = [str(f) for f in done]
+        general = await self._run("repair_active", [k.active_events, k.dedup_index], [])
+        return RepairReport(examined=len(ids), fixes=fixes, general=[str(f) for f in general])
+
+    async def _every_id(self) -> tuple[set[str], dict[str, builtins.list[str]]]:
+        k = self.keys
+        ids: set[str] = set()
+        for key in (k.queue, k.processing):
+            ids.update(await self.redis.lrange(key, 0, -1))  # type: ignore[misc]
+        for key in (k.retry_wait, k.events_all, k.leases, k.requeued):
+            ids.update(await self.redis.zrange(key, 0, -1))
+        named: dict[str, builtins.list[str]] = {}
+        index = await self.redis.hgetall(k.dedup_index)  # type: ignore[misc]
+        for dedup, event_id in index.items():
+            named.setdefault(event_id, []).append(dedup)
+        ids.update(named)
+        async for key in self._scan(k.event_pattern()):
+            ids.add(k.event_id_of(key))
+        return ids, named
+
+    async def _scan(self, pattern: str) -> Any:
+        async for key in scan_keys(self.redis, pattern, near=self.keys.queue):
+            yield key
+
+    async def _record_names(self, event_id: str) -> tuple[str, str]:
+        account, command = await self.redis.hmget(  # type: ignore[misc]
+            self.keys.event(event_id), ["account_id", "exec_command"])
+        return account or "", command or ""
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -470,78 +639,63 @@ class EventQueue:
         command filter without an account walks the smaller of the two (callers may cap it).
         """
         if account_id is not None:
-            ids = await self.redis.zrange(keys.by_account(account_id), 0, -1)
+            ids = await self.redis.zrange(self.keys.by_account(account_id), 0, -1)
             matching = [e for e in await self._fetch(ids) if _matches(e, state, exec_command)]
             return EventPage(matching[offset:offset + limit], len(matching), limit, offset)
         if state is not None and exec_command is not None:
             return await self._walk_command(state, exec_command, limit=limit, offset=offset)
-        ids, total = await self._index_page(state, exec_command, limit=limit, offset=offset)
+        if state is not None:
+            index = self._area(state)
+        else:
+            index = self.keys.by_command(exec_command) if exec_command else self.keys.events_all
+        total, ids = await self._page(index, offset, offset + limit - 1)
         return EventPage(await self._fetch(ids), total, limit, offset)
 
-    async def _index_page(
-        self, state: EventState | None, exec_command: str | None, *, limit: int, offset: int
-    ) -> tuple[builtins.list[str], int]:
-        if state is not None:
-            index = _AREAS[state]
-        else:
-            index = keys.by_command(exec_command) if exec_command else keys.EVENTS_ALL
-        pipe: Pipeline = self.redis.pipeline(transaction=True)
-        if index in _LISTS:
-            pipe.lrange(index, offset, offset + limit - 1)
-            pipe.llen(index)
-        else:
-            pipe.zrange(index, offset, offset + limit - 1)
-            pipe.zcard(index)
-        ids, total = await pipe.execute()
-        return builtins.list(ids), int(total)
+    async def _page(self, index: str, start: int, stop: int) -> tuple[int, builtins.list[str]]:
+        raw = await self._run("page", [index], [start, stop])
+        return int(raw[0]), [str(i) for i in raw[1:]]
 
     async def _walk_command(
         self, state: EventState, exec_command: str, *, limit: int, offset: int
     ) -> EventPage:
         """Both filters without an account: walk the smaller of the state's area and the
         command's index, filtering on the other field. Cost O(min of the two sizes)."""
-        area = _AREAS[state]
-        area_size, command_size = await self._sizes(area, keys.by_command(exec_command))
-        index = area if area_size <= command_size else keys.by_command(exec_command)
+        area, by_command = self._area(state), self.keys.by_command(exec_command)
+        area_size, _ = await self._page(area, 0, 0)
+        command_size, _ = await self._page(by_command, 0, 0)
+        index = area if area_size <= command_size else by_command
         start = 0
         matching: builtins.list[Event] = []
         while True:
-            ids = await self._range(index, start, start + _PAGE_SCAN - 1)
+            _, ids = await self._page(index, start, start + _PAGE_SCAN - 1)
             if not ids:
                 break
             matching += [e for e in await self._fetch(ids) if _matches(e, state, exec_command)]
             start += _PAGE_SCAN
         return EventPage(matching[offset:offset + limit], len(matching), limit, offset)
 
-    async def _sizes(self, *indexes: str) -> builtins.list[int]:
-        pipe: Pipeline = self.redis.pipeline(transaction=False)
-        for index in indexes:
-            pipe.llen(index) if index in _LISTS else pipe.zcard(index)
-        return [int(n) for n in await pipe.execute()]
-
-    async def _range(self, index: str, start: int, stop: int) -> builtins.list[str]:
-        if index in _LISTS:
-            return builtins.list(await self.redis.lrange(index, start, stop))  # type: ignore[misc]
-        return builtins.list(await self.redis.zrange(index, start, stop))
-
     async def _fetch(self, wanted: Iterable[str]) -> builtins.list[Event]:
         ids = builtins.list(wanted)
-        if not ids:
-            return []
-        pipe: Pipeline = self.redis.pipeline(transaction=False)
-        for event_id in ids:
-            pipe.hgetall(keys.event(event_id))
-        records = await pipe.execute()
-        return [decode_event(i, r) for i, r in zip(ids, records, strict=True) if r]
+        events: builtins.list[Event] = []
+        for start in range(0, len(ids), _PAGE_SCAN):
+            chunk = ids[start:start + _PAGE_SCAN]
+            records = await self._run("fetch", [self.keys.event(i) for i in chunk], [])
+            for event_id, flat in zip(chunk, records, strict=True):
+                if flat:
+                    events.append(decode_event(event_id, dict(zip(flat[::2], flat[1::2],
+                                                                  strict=True))))
+        return events
 
     @_translate_errors
     async def stats(self, *, sample_size: int = 5) -> QueueStats:
-        """Counts, the oldest waiting event and the most-requeued events, without a scan."""
+        """Counts, the oldest waiting event, the most-requeued events and the O(1) consistency
+        counts, without a scan."""
+        k = self.keys
         raw = json.loads(
             await self._run(
                 "stats",
-                [keys.QUEUE, keys.PROCESSING, keys.RETRY_WAIT, keys.ACTIVE_EVENTS,
-                 keys.REQUEUED, keys.EVENTS_ALL],
+                [k.queue, k.processing, k.retry_wait, k.active_events, k.requeued, k.events_all,
+                 k.dedup_index],
                 [max(1, sample_size)],
             )
         )
@@ -563,13 +717,14 @@ class EventQueue:
             redis_time=now,
             memory_used_bytes=int(raw["memory_used"]),
             memory_limit_bytes=int(raw["memory_limit"]),
+            dedup_index_size=int(raw["dedup_index"]),
         )
 
     @_translate_errors
     async def history(self, *, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """Recently finished events (completed or deleted), newest first."""
-        raw = await self.redis.lrange(keys.HISTORY, 0, max(0, limit - 1))  # type: ignore[misc]
-        return [_history_entry(json.loads(r)) for r in raw]
+        raw = await self.redis.lrange(self.keys.history, 0, max(0, limit - 1))  # type: ignore[misc]
+        return [_history_entry(_json_or_note(r)) for r in raw]
 
     # -- processors and account locks -----------------------------------------------------------
 
@@ -580,22 +735,21 @@ class EventQueue:
         """Record that ``consumer_id`` is alive now."""
         await self._run(
             "heartbeat",
-            [keys.PROCESSORS, keys.PROCESSOR_INFO],
+            [self.keys.processors, self.keys.processor_info],
             [consumer_id, encode_json(info or {}), _ms(forget_after)],
         )
 
     @_translate_errors
     async def forget_processor(self, consumer_id: str) -> None:
         """Remove a processor's heartbeat (on clean shutdown)."""
-        pipe: Pipeline = self.redis.pipeline(transaction=True)
-        pipe.zrem(keys.PROCESSORS, consumer_id)
-        pipe.hdel(keys.PROCESSOR_INFO, consumer_id)
-        await pipe.execute()
+        await self._run("forget_processor", [self.keys.processors, self.keys.processor_info],
+                        [consumer_id])
 
     @_translate_errors
     async def alive_processors(self, *, within: float) -> builtins.list[ProcessorInfo]:
         """Processors whose last heartbeat is at most ``within`` seconds old."""
-        raw = await self._run("alive", [keys.PROCESSORS, keys.PROCESSOR_INFO], [_ms(within)])
+        raw = await self._run("alive", [self.keys.processors, self.keys.processor_info],
+                              [_ms(within)])
         now = int(raw[0])
         return [
             ProcessorInfo(
@@ -609,38 +763,44 @@ class EventQueue:
 
     @_translate_errors
     async def acquire_account_lock(self, account_id: str, token: str, *, ttl: float) -> bool:
-        """Take the account's lock for ``ttl`` seconds if nobody holds it."""
-        return bool(await self.redis.set(keys.account_lock(account_id), token, nx=True,
+        """Take the account's lock for ``ttl`` seconds if nobody holds it (no event involved:
+        the processor uses :meth:`lock_account`, which checks its claim too)."""
+        return bool(await self.redis.set(self.keys.account_lock(account_id), token, nx=True,
                                          px=_ms(ttl)))
 
     @_translate_errors
     async def release_account_lock(self, account_id: str, token: str) -> bool:
         """Release the account's lock if ``token`` still holds it."""
-        return bool(await self._run("unlock", [keys.account_lock(account_id)], [token]))
+        return bool(await self._run("unlock", [self.keys.account_lock(account_id)], [token]))
 
     @_translate_errors
     async def extend_account_lock(self, account_id: str, token: str, *, ttl: float) -> bool:
         """Extend the account's lock if ``token`` still holds it."""
         return bool(
-            await self._run("extend_lock", [keys.account_lock(account_id)], [token, _ms(ttl)])
+            await self._run("extend_lock", [self.keys.account_lock(account_id)], [token, _ms(ttl)])
         )
 
     # -- operator audit trail -------------------------------------------------------------------
 
     @_translate_errors
     async def record_audit(self, entry: dict[str, Any], *, cap: int = 1000) -> None:
-        """Keep an operator action in the capped audit list (newest first)."""
+        """Keep an operator action in the capped audit list (newest first), once."""
         stamped = {"at": datetime.now(UTC).isoformat(), **entry}
-        pipe: Pipeline = self.redis.pipeline(transaction=True)
-        pipe.lpush(keys.AUDIT, encode_json(stamped))
-        pipe.ltrim(keys.AUDIT, 0, cap - 1)
-        await pipe.execute()
+        await self._run(
+            "audit", [self.keys.audit, self.keys.operation(new_event_id())],
+            [encode_json(stamped), cap, self._marker_ms()],
+        )
 
     @_translate_errors
     async def audit_log(self, *, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """Recent operator actions, newest first."""
-        raw = await self.redis.lrange(keys.AUDIT, 0, max(0, limit - 1))  # type: ignore[misc]
+        raw = await self.redis.lrange(self.keys.audit, 0, max(0, limit - 1))  # type: ignore[misc]
         return [cast(dict[str, Any], json.loads(r)) for r in raw]
+
+
+def new_claim_token() -> str:
+    """A token naming one claim of one event (unguessable, never reused)."""
+    return uuid.uuid4().hex
 
 
 def _matches(event: Event, state: EventState | None, exec_command: str | None) -> bool:
@@ -659,6 +819,16 @@ def _summary(event: Event) -> EventSummary:
         state=event.state.value,
         last_error=event.last_error,
     )
+
+
+def _json_or_note(text: str) -> dict[str, Any]:
+    """A stored JSON object, or a note holding the text when it is not one (written by hand or
+    by a caller that bypassed this client): a listing never fails on one bad entry."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"malformed": text[:2000]}
+    return value if isinstance(value, dict) else {"malformed": text[:2000]}
 
 
 def _history_entry(raw: dict[str, Any]) -> dict[str, Any]:

@@ -47,3 +47,24 @@ class QueueUnavailable(QueueError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"queue unavailable: {reason}")
         self.reason = reason
+
+
+class AccountLockConflict(QueueError):
+    """Another holder took the account lock while this claim's command ran: stop the command."""
+
+    def __init__(self, account_id: str, event_id: str) -> None:
+        super().__init__(
+            f"the lock of account {account_id} was taken by another holder while event "
+            f"{event_id} ran"
+        )
+        self.account_id = account_id
+        self.event_id = event_id
+
+
+class InvalidResult(QueueError, ValueError):
+    """A value to store (a command's result, an event's data) is not finite JSON (NaN,
+    Infinity, 1e400); nothing was stored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"not storable as JSON: {reason}")
+        self.reason = reason

@@ -7,6 +7,7 @@ milliseconds of the Redis clock, because the Lua scripts stamp them; the model e
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from datetime import UTC, datetime
@@ -15,9 +16,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from event_queue.errors import InvalidResult
 from event_queue.keys import dedup_key
 
-ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+# Matched with fullmatch: Python's "$" also matches before a trailing newline ("DU1000000\n").
+ACCOUNT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+# The same for JSON Schema and pydantic patterns (Rust regex, where "$" is the end of the text).
+ACCOUNT_ID_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
 
 
 class ExecCommand(StrEnum):
@@ -41,7 +46,7 @@ class EventState(StrEnum):
 
 def validate_account_id(value: str) -> str:
     """Account ids are short and may not contain ':' (the dedup key separator) or spaces."""
-    if not ACCOUNT_ID_PATTERN.match(value):
+    if not ACCOUNT_ID_PATTERN.fullmatch(value):
         raise ValueError(
             "account_id must be 1-32 characters of letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"
@@ -87,6 +92,7 @@ class Event(BaseModel):
     result: Any = None
     consumer: str | None = None
     idempotency_key: str | None = None
+    claim_token: str | None = None
     malformed: str | None = None
 
     @property
@@ -118,6 +124,30 @@ def encode_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
+def encode_result(value: Any) -> str:
+    """JSON text for a value stored as it is (a result, an event's data); raises InvalidResult
+    for NaN or Infinity, which no strict JSON reader accepts."""
+    try:
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str,
+                          allow_nan=False)
+    except ValueError as exc:
+        raise InvalidResult(str(exc)) from None
+    except RecursionError:
+        raise InvalidResult("nested too deeply") from None
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every NaN or Infinity replaced by its name as a string ("NaN",
+    "Infinity", "-Infinity"), so that it can be stored; other values are kept."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
 def _optional_ms(raw: str | None) -> datetime | None:
     return ms_to_datetime(int(raw)) if raw else None
 
@@ -146,6 +176,7 @@ def decode_event(event_id: str, fields: dict[str, str]) -> Event:
             result=_decode_json(fields.get("result"), None),
             consumer=fields.get("consumer") or None,
             idempotency_key=fields.get("idempotency_key") or None,
+            claim_token=fields.get("claim") or None,
         )
     except (KeyError, ValueError, TypeError, ValidationError) as exc:
         return _malformed(event_id, fields, exc)
@@ -169,5 +200,6 @@ def _malformed(event_id: str, fields: dict[str, str], exc: Exception) -> Event:
         state=EventState(state) if state in EventState.__members__.values() else EventState.QUEUED,
         last_error=fields.get("last_error") or None,
         consumer=fields.get("consumer") or None,
+        claim_token=fields.get("claim") or None,
         malformed=reason,
     )

@@ -8,32 +8,31 @@ from __future__ import annotations
 
 from collections import Counter
 
-import redis.asyncio as aioredis
+from event_queue.connections import AnyRedis, scan_keys
+from event_queue.keys import DEFAULT, Keys
 
-from event_queue import keys
 
-
-async def violations(redis: aioredis.Redis) -> list[str]:
+async def violations(redis: AnyRedis, k: Keys = DEFAULT) -> list[str]:
     """Every way the stored state breaks the contract (empty when consistent)."""
-    events = await _live_events(redis)
-    active = set(await redis.smembers(keys.ACTIVE_EVENTS))  # type: ignore[misc]
-    index = await redis.hgetall(keys.DEDUP_INDEX)  # type: ignore[misc]
+    events = await _live_events(redis, k)
+    active = set(await redis.smembers(k.active_events))  # type: ignore[misc]
+    index = await redis.hgetall(k.dedup_index)  # type: ignore[misc]
     problems = _check_dedup(events, active, index)
-    problems += await _check_areas(redis, events)
-    problems += await _check_indexes(redis, events)
+    problems += await _check_areas(redis, events, k)
+    problems += await _check_indexes(redis, events, k)
     return problems
 
 
-async def assert_consistent(redis: aioredis.Redis) -> None:
+async def assert_consistent(redis: AnyRedis, k: Keys = DEFAULT) -> None:
     """Raise AssertionError listing every violation."""
-    problems = await violations(redis)
+    problems = await violations(redis, k)
     assert not problems, "queue invariants violated:\n" + "\n".join(problems)
 
 
-async def _live_events(redis: aioredis.Redis) -> dict[str, dict[str, str]]:
+async def _live_events(redis: AnyRedis, k: Keys) -> dict[str, dict[str, str]]:
     events: dict[str, dict[str, str]] = {}
-    async for key in redis.scan_iter(match=keys.event_pattern(), count=1000):
-        events[key.removeprefix(keys.event(""))] = await redis.hgetall(key)  # type: ignore[misc]
+    async for key in scan_keys(redis, k.event_pattern(), near=k.queue):
+        events[k.event_id_of(key)] = await redis.hgetall(key)  # type: ignore[misc]
     return events
 
 
@@ -60,10 +59,12 @@ def _check_dedup(
     return problems
 
 
-async def _check_areas(redis: aioredis.Redis, events: dict[str, dict[str, str]]) -> list[str]:
-    queued = await redis.lrange(keys.QUEUE, 0, -1)  # type: ignore[misc]
-    processing = await redis.lrange(keys.PROCESSING, 0, -1)  # type: ignore[misc]
-    retry = await redis.zrange(keys.RETRY_WAIT, 0, -1)
+async def _check_areas(
+    redis: AnyRedis, events: dict[str, dict[str, str]], k: Keys
+) -> list[str]:
+    queued = await redis.lrange(k.queue, 0, -1)  # type: ignore[misc]
+    processing = await redis.lrange(k.processing, 0, -1)  # type: ignore[misc]
+    retry = await redis.zrange(k.retry_wait, 0, -1)
     placed = Counter([*queued, *processing, *retry])
     problems = [f"event {i} is placed {n} times" for i, n in placed.items() if n > 1]
     problems += [f"area holds unknown event {i}" for i in placed if i not in events]
@@ -79,24 +80,33 @@ async def _check_areas(redis: aioredis.Redis, events: dict[str, dict[str, str]])
     return problems
 
 
-async def _check_indexes(redis: aioredis.Redis, events: dict[str, dict[str, str]]) -> list[str]:
+async def _check_indexes(
+    redis: AnyRedis, events: dict[str, dict[str, str]], k: Keys
+) -> list[str]:
     problems = []
-    requeued = dict(await redis.zrange(keys.REQUEUED, 0, -1, withscores=True))
+    requeued = dict(await redis.zrange(k.requeued, 0, -1, withscores=True))
     want_requeued = {
-        i: float(r["times_queued"]) for i, r in events.items() if int(r.get("times_queued", 1)) > 1
+        i: float(times) for i, r in events.items() if (times := _times(r)) > 1
     }
     if requeued != want_requeued:
         problems.append(f"requeued index {requeued} != events with times_queued > 1 "
                         f"{want_requeued}")
-    if set(await redis.zrange(keys.EVENTS_ALL, 0, -1)) != set(events):
+    if set(await redis.zrange(k.events_all, 0, -1)) != set(events):
         problems.append("events:all index differs from the live events")
     for event_id, record in events.items():
         account, command = record.get("account_id", ""), record.get("exec_command", "")
-        if await redis.zscore(keys.by_account(account), event_id) is None:
+        if await redis.zscore(k.by_account(account), event_id) is None:
             problems.append(f"event {event_id} missing from its account index")
-        if await redis.zscore(keys.by_command(command), event_id) is None:
+        if await redis.zscore(k.by_command(command), event_id) is None:
             problems.append(f"event {event_id} missing from its command index")
-    leases = set(await redis.zrange(keys.LEASES, 0, -1))
-    processing = set(await redis.lrange(keys.PROCESSING, 0, -1))  # type: ignore[misc]
+    leases = set(await redis.zrange(k.leases, 0, -1))
+    processing = set(await redis.lrange(k.processing, 0, -1))  # type: ignore[misc]
     problems += [f"lease for {i} which is not processing" for i in leases - processing]
     return problems
+
+
+def _times(record: dict[str, str]) -> int:
+    try:
+        return int(record.get("times_queued", 1))
+    except ValueError:
+        return 1  # malformed: the scripts count it as 1

@@ -1,10 +1,20 @@
 """The Lua scripts of the queue contract.
 
 Every state change that touches more than one key is one of these scripts. Each opens by naming its
-KEYS and ARGV; every key it touches is passed in KEYS (none is built inside Lua), so a caller that does
-not know an event's keys first reads them, then calls the script, which re-checks what it read.
+KEYS and ARGV; every key it touches is passed in KEYS (none is built inside Lua), and every key of
+one deployment shares one hash tag, so each script runs on one Redis Cluster slot.
+
+Each script first reads, validates and computes everything it will write, and only then writes:
+an error (a bad argument, a malformed record) can only happen before the first write, so no script
+ever leaves a half-done change. Results are stored as the JSON text the caller sent, spliced into
+the history entry without being decoded and re-encoded (``cjson`` would turn ``[]`` into ``{}``).
+
+A claim is named by a token the claimer chooses (LEASE stores it in the record); RENEW, LOCK,
+COMPLETE, FAIL and RELEASE act only for the current claim, so a stalled claimer whose event was
+reaped and claimed again can never act as its owner.
+
 Times come from the Redis clock (``TIME``), so leases and retry due times agree across processes.
-Only Redis 6.2 commands are used (LPOS, ZADD, HINCRBY, ...), so the scripts run on 6.2 and 7.x.
+Only Redis 6.2 commands are used (LPOS, ZADD, ...), so the scripts run on 6.2 and 7.x.
 """
 
 from __future__ import annotations
@@ -22,49 +32,106 @@ local function now_ms()
   return math.floor(now_us() / 1000)
 end
 
--- Who holds the event now, seen from `consumer`:
---   'owned'   in the processing area and claimed by `consumer` (lease may have run out, not reaped)
---   'taken'   in the processing area under another consumer
---   'reaped'  back in the queue or the retry area (the reaper gave up on `consumer`)
+-- Where the event is, seen from the claim `claim`:
+--   'owned'   in the processing area under this claim (lease may have run out, not reaped)
+--   'taken'   in the processing area under another claim (or not yet leased)
+--   'reaped'  back in the queue or the retry area (the reaper gave up on this claim)
 --   'missing' no record
-local function ownership(processing, hash, id, consumer)
+local function ownership(processing, hash, id, claim)
   if redis.call('EXISTS', hash) == 0 then return 'missing' end
   if redis.call('LPOS', processing, id) then
-    if redis.call('HGET', hash, 'consumer') == consumer then return 'owned' end
+    if claim ~= '' and redis.call('HGET', hash, 'claim') == claim then return 'owned' end
     return 'taken'
   end
   return 'reaped'
 end
 
-local function release_lock(lock_key, token)
-  if lock_key and token and token ~= '' and redis.call('GET', lock_key) == token then
-    redis.call('DEL', lock_key)
-  end
+local function holds_lock(lock_key, token)
+  return lock_key ~= nil and token ~= nil and token ~= '' and redis.call('GET', lock_key) == token
 end
 
-local function push_history(history, cap, hash, id, outcome, finished, extra)
+-- times_queued + 1, computed without HINCRBY: a malformed count (written by hand, or by an old
+-- version) counts as 1 instead of failing the script.
+local function next_times(hash)
+  local times = tonumber(redis.call('HGET', hash, 'times_queued'))
+  if not times or times < 1 or times ~= math.floor(times) or times > 1e15 then times = 1 end
+  return times + 1
+end
+
+-- The history entry of a finished event, as JSON text. `raw` fields are JSON texts spliced in
+-- as they are (never decoded and re-encoded).
+local function history_entry(hash, id, outcome, finished, extra, raw)
   local f = redis.call('HMGET', hash, 'account_id', 'exec_command', 'times_queued',
                        'created_at', 'last_error')
-  local entry = {event_id = id, account_id = f[1], exec_command = f[2],
+  local entry = {event_id = id, account_id = f[1] or '', exec_command = f[2] or '',
                  times_queued = tonumber(f[3]), created_at = tonumber(f[4]),
                  last_error = f[5] or '', finished_at = finished, outcome = outcome}
   for k, v in pairs(extra) do entry[k] = v end
-  redis.call('LPUSH', history, cjson.encode(entry))
+  local text = cjson.encode(entry)
+  for k, v in pairs(raw) do
+    text = string.sub(text, 1, -2) .. ',' .. cjson.encode(k) .. ':' .. v .. '}'
+  end
+  return text
+end
+
+local function push_history(history, cap, text)
+  redis.call('LPUSH', history, text)
   redis.call('LTRIM', history, 0, cap - 1)
+end
+
+-- The dedup keys a record may own: the stored one, and the one its account and command make
+-- (a record written without dedup_key must not leak the key it was indexed under).
+local function dedup_keys(hash, extra)
+  local f = redis.call('HMGET', hash, 'dedup_key', 'account_id', 'exec_command')
+  local out = {}
+  if f[1] and f[1] ~= '' then out[#out + 1] = f[1] end
+  if f[2] and f[3] then out[#out + 1] = f[2] .. ':' .. f[3] end
+  if extra and extra ~= '' then out[#out + 1] = extra end
+  return out
 end
 
 -- Remove a finished event and every trace of it (record, dedup key, indexes, areas).
 local function forget(k, id, dedup)
-  if redis.call('HGET', k.dedup_index, dedup) == id then
-    redis.call('HDEL', k.dedup_index, dedup)
-    redis.call('SREM', k.active, dedup)
+  for _, key in ipairs(dedup) do
+    if redis.call('HGET', k.dedup_index, key) == id then
+      redis.call('HDEL', k.dedup_index, key)
+      redis.call('SREM', k.active, key)
+    end
   end
+  redis.call('LREM', k.queue, 0, id)
+  redis.call('LREM', k.processing, 0, id)
+  redis.call('ZREM', k.retry, id)
   redis.call('ZREM', k.requeued, id)
   redis.call('ZREM', k.all, id)
   redis.call('ZREM', k.by_account, id)
   redis.call('ZREM', k.by_command, id)
   redis.call('ZREM', k.leases, id)
   redis.call('DEL', k.hash)
+end
+
+-- True when `text` is JSON holding only finite numbers (cjson itself accepts NaN, Infinity and
+-- 1e400, which no JSON reader downstream does).
+local function finite(value, depth)
+  if depth > 64 then return false end
+  local kind = type(value)
+  if kind == 'number' then return value == value and value ~= math.huge and value ~= -math.huge end
+  if kind == 'table' then
+    for key, v in pairs(value) do
+      if not finite(v, depth + 1) then return false end
+    end
+  end
+  return true
+end
+
+local function json_ok(text)
+  local ok, value = pcall(cjson.decode, text)
+  return ok and finite(value, 0)
+end
+
+local function int_arg(value, name)
+  local n = tonumber(value)
+  if not n or n ~= math.floor(n) then error('bad argument ' .. name .. ': ' .. tostring(value)) end
+  return n
 end
 """
 
@@ -79,10 +146,16 @@ ENQUEUE: Final = r"""
 -- then for event i (base = 2 + 6*(i-1)):
 --   ARGV[base+1] event id  ARGV[base+2] dedup key  ARGV[base+3] account id
 --   ARGV[base+4] exec command  ARGV[base+5] data JSON  ARGV[base+6] idempotency key or ''
--- Returns a flat array: for each event, status (1 queued, 0 duplicate) and the event id
--- (the new one, or the one already active / already seen for that idempotency key).
+-- Returns a flat array: for each event, status and the event id. Status 1: queued (the new id);
+-- 0: duplicate of the active event named; 2: this idempotency key was seen before, and the id
+-- is the event it made then (a resent request, not a different one).
 local queue, active, dedup_index, all = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local idem_ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2])
+local idem_ttl, n = int_arg(ARGV[1], 'ttl'), int_arg(ARGV[2], 'n')
+if #KEYS ~= 4 + 4 * n or #ARGV ~= 2 + 6 * n then error('enqueue: KEYS/ARGV do not match n') end
+for i = 1, n do
+  local data = ARGV[2 + 6 * (i - 1) + 5]
+  if not json_ok(data) then error('enqueue: data of event ' .. i .. ' is not finite JSON') end
+end
 -- Index scores are microseconds plus the position in the batch, so listings keep enqueue order.
 local us = now_us()
 local now = math.floor(us / 1000)
@@ -95,15 +168,18 @@ for i = 1, n do
   local seen = false
   if idem ~= '' then seen = redis.call('GET', idem_key) end
   local existing = seen or redis.call('HGET', dedup_index, dedup)
-  if existing then
-    if idem ~= '' and not seen then redis.call('SET', idem_key, existing, 'PX', idem_ttl) end
+  if seen then
+    out[#out + 1] = 2
+    out[#out + 1] = seen
+  elseif existing then
+    if idem ~= '' then redis.call('SET', idem_key, existing, 'PX', idem_ttl) end
     out[#out + 1] = 0
     out[#out + 1] = existing
   else
     redis.call('HSET', hash, 'event_id', id, 'account_id', account, 'exec_command', command,
       'dedup_key', dedup, 'times_queued', 1, 'created_at', now, 'updated_at', now, 'data', data,
       'state', 'queued', 'last_error', '', 'next_attempt_at', '', 'result', '', 'consumer', '',
-      'idempotency_key', idem)
+      'claim', '', 'idempotency_key', idem)
     redis.call('RPUSH', queue, id)
     redis.call('SADD', active, dedup)
     redis.call('HSET', dedup_index, dedup, id)
@@ -119,94 +195,139 @@ return out
 """
 
 LEASE: Final = r"""
--- Put a lease on an event a consumer has just moved into the processing area with BLMOVE.
+-- Put a lease on an event a consumer has just moved into the processing area with BLMOVE, under
+-- a new claim token. Only an unclaimed event can be leased: a stalled claimer whose event was
+-- reaped and claimed by someone else meanwhile gets 'lost', never a second 'ok'.
 -- KEYS[1] processing   KEYS[2] leases   KEYS[3] event hash
--- ARGV[1] event id   ARGV[2] consumer id   ARGV[3] lease (ms)
--- Returns {'ok', <hash fields...>}, {'lost'} when the reaper already took the event back, or
--- {'missing'} when the id had no record (the stray id is dropped).
+-- ARGV[1] event id   ARGV[2] consumer id   ARGV[3] lease (ms)   ARGV[4] claim token
+-- Returns {'ok', <hash fields...>}, {'lost'} when the event is not (or no longer) this move's
+-- to lease, or {'missing'} when the id had no record (the stray id is dropped).
 local processing, leases, hash = KEYS[1], KEYS[2], KEYS[3]
-local id, consumer, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local id, consumer, lease_ms, claim = ARGV[1], ARGV[2], int_arg(ARGV[3], 'lease'), ARGV[4]
+if claim == '' then error('lease: empty claim token') end
 if not redis.call('LPOS', processing, id) then return {'lost'} end
 if redis.call('EXISTS', hash) == 0 then
-  redis.call('LREM', processing, 1, id)
+  redis.call('LREM', processing, 0, id)
   redis.call('ZREM', leases, id)
   return {'missing'}
 end
+local current = redis.call('HGET', hash, 'claim')
+if current and current ~= '' then return {'lost'} end
 local now = now_ms()
 redis.call('ZADD', leases, now + lease_ms, id)
-redis.call('HSET', hash, 'state', 'processing', 'consumer', consumer, 'claimed_at', now,
-  'updated_at', now, 'next_attempt_at', '')
+redis.call('HSET', hash, 'state', 'processing', 'consumer', consumer, 'claim', claim,
+  'lock_token', '', 'claimed_at', now, 'updated_at', now, 'next_attempt_at', '')
 local out = {'ok'}
 for _, v in ipairs(redis.call('HGETALL', hash)) do out[#out + 1] = v end
 return out
 """
 
 RENEW: Final = r"""
--- Extend a consumer's lease (and, optionally, its account lock) while its command runs.
--- KEYS[1] processing   KEYS[2] leases   KEYS[3] event hash   KEYS[4] account lock (optional)
--- ARGV[1] event id   ARGV[2] consumer id   ARGV[3] lease (ms)   ARGV[4] lock token or ''
+-- Extend a claim's lease and, while its command runs, its account lock. A lock that is gone
+-- (expired during an outage, lost in a failover) is taken again; a lock someone else took is a
+-- conflict the caller must act on (stop its command): the lease is still extended.
+-- KEYS[1] processing   KEYS[2] leases   KEYS[3] event hash   KEYS[4] account lock
+-- ARGV[1] event id   ARGV[2] claim token   ARGV[3] lease (ms)   ARGV[4] lock token or ''
 -- ARGV[5] lock ttl (ms)
--- Returns 1 when renewed, 0 when the consumer no longer owns the event.
+-- Returns 'ok' (lock kept, or no lock asked for), 'retaken', 'conflict', or 'lost' when the
+-- claim no longer owns the event.
 local processing, leases, hash, lock_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id, consumer, lease_ms, token = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-if ownership(processing, hash, id, consumer) ~= 'owned' then return 0 end
-redis.call('ZADD', leases, now_ms() + lease_ms, id)
-if lock_key and token ~= '' and redis.call('GET', lock_key) == token then
-  redis.call('PEXPIRE', lock_key, tonumber(ARGV[5]))
+local id, claim, lease_ms, token = ARGV[1], ARGV[2], int_arg(ARGV[3], 'lease'), ARGV[4]
+local lock_ms = int_arg(ARGV[5], 'lock ttl')
+if ownership(processing, hash, id, claim) ~= 'owned' then return 'lost' end
+local lock = 'ok'
+if token ~= '' then
+  local holder = redis.call('GET', lock_key)
+  if not holder then lock = 'retaken' elseif holder ~= token then lock = 'conflict' end
 end
-return 1
+redis.call('ZADD', leases, now_ms() + lease_ms, id)
+if token ~= '' and lock ~= 'conflict' then
+  redis.call('SET', lock_key, token, 'PX', lock_ms)
+  redis.call('HSET', hash, 'lock_token', token)
+end
+return lock
+"""
+
+LOCK: Final = r"""
+-- Take the account lock for a claim, only while that claim still owns its event (so an event
+-- completed or re-claimed elsewhere is never run again by a waiter that did not notice yet).
+-- KEYS[1] processing   KEYS[2] event hash   KEYS[3] account lock
+-- ARGV[1] event id   ARGV[2] claim token   ARGV[3] lock token   ARGV[4] lock ttl (ms)
+-- Returns 'ok' (taken or already held), 'busy' (held by someone else), 'lost' or 'missing'.
+local processing, hash, lock_key = KEYS[1], KEYS[2], KEYS[3]
+local id, claim, token, ttl = ARGV[1], ARGV[2], ARGV[3], int_arg(ARGV[4], 'ttl')
+if token == '' then error('lock: empty token') end
+local who = ownership(processing, hash, id, claim)
+if who == 'missing' then return 'missing' end
+if who ~= 'owned' then return 'lost' end
+local holder = redis.call('GET', lock_key)
+if holder and holder ~= token then return 'busy' end
+redis.call('SET', lock_key, token, 'PX', ttl)
+redis.call('HSET', hash, 'lock_token', token)
+return 'ok'
 """
 
 COMPLETE: Final = r"""
 -- Finish an event successfully: store its outcome in the history, drop its dedup key and record,
--- and release the account lock if the caller still holds it.
+-- and release the account lock if the caller holds it (never a lock it does not hold).
 -- KEYS[1] rebalance_queue  KEYS[2] processing  KEYS[3] leases  KEYS[4] retry_wait
 -- KEYS[5] active_events  KEYS[6] dedup index  KEYS[7] requeued  KEYS[8] events:all  KEYS[9] history
 -- KEYS[10] event hash  KEYS[11] account index  KEYS[12] command index  KEYS[13] account lock
--- ARGV[1] event id  ARGV[2] consumer id  ARGV[3] result JSON  ARGV[4] history cap
+-- ARGV[1] event id  ARGV[2] claim token  ARGV[3] result JSON  ARGV[4] history cap
 -- ARGV[5] lock token or ''
--- Returns 'completed'; 'completed_late' when the reaper had already put the event back (the work
--- did happen, so it is not run again); 'lost' when another consumer holds it; 'missing'.
+-- Returns 'completed'; 'completed_late' when the claim had lost the event but nobody else runs
+-- it (reaped, or re-claimed and waiting for the account lock): the work was done, so it is not
+-- run again; 'lost' when another claim holds the account lock for it (its command may be running:
+-- nothing is changed); 'missing' (the lock is still released); 'bad_result' (nothing changed).
 local k = {queue = KEYS[1], processing = KEYS[2], leases = KEYS[3], retry = KEYS[4],
   active = KEYS[5], dedup_index = KEYS[6], requeued = KEYS[7], all = KEYS[8], history = KEYS[9],
   hash = KEYS[10], by_account = KEYS[11], by_command = KEYS[12]}
-local id, consumer, result, cap, token = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local who = ownership(k.processing, k.hash, id, consumer)
-release_lock(KEYS[13], token)
-if who == 'missing' or who == 'taken' then return who == 'taken' and 'lost' or 'missing' end
-if who == 'owned' then
-  redis.call('LREM', k.processing, 1, id)
-else
-  redis.call('LREM', k.queue, 1, id)
-  redis.call('ZREM', k.retry, id)
+local lock_key = KEYS[13]
+local id, claim, result, cap, token = ARGV[1], ARGV[2], ARGV[3], int_arg(ARGV[4], 'cap'), ARGV[5]
+if not json_ok(result) then return 'bad_result' end
+local mine = holds_lock(lock_key, token)
+local who = ownership(k.processing, k.hash, id, claim)
+if who == 'taken' then
+  local theirs = redis.call('HGET', k.hash, 'lock_token')
+  if theirs and theirs ~= '' and redis.call('GET', lock_key) == theirs then return 'lost' end
 end
-push_history(k.history, cap, k.hash, id, 'completed', now_ms(), {result = cjson.decode(result)})
-forget(k, id, redis.call('HGET', k.hash, 'dedup_key'))
+if who ~= 'missing' then
+  local entry = history_entry(k.hash, id, 'completed', now_ms(), {}, {result = result})
+  push_history(k.history, cap, entry)
+  forget(k, id, dedup_keys(k.hash))
+end
+if mine then redis.call('DEL', lock_key) end
+if who == 'missing' then return 'missing' end
 if who == 'owned' then return 'completed' end
 return 'completed_late'
 """
 
 FAIL: Final = r"""
 -- Record a failed attempt: times_queued + 1, the error, and a wait of requeue_delay in the retry
--- area. The dedup key stays. The account lock is released if the caller still holds it.
+-- area. The dedup key stays. The account lock is released if the caller holds it.
 -- KEYS[1] processing  KEYS[2] leases  KEYS[3] retry_wait  KEYS[4] requeued  KEYS[5] event hash
 -- KEYS[6] account lock
--- ARGV[1] event id  ARGV[2] consumer id  ARGV[3] error text  ARGV[4] requeue delay (ms)
+-- ARGV[1] event id  ARGV[2] claim token  ARGV[3] error text  ARGV[4] requeue delay (ms)
 -- ARGV[5] lock token or ''
--- Returns {times_queued, due ms} or {-1, 0} when the consumer no longer owns the event.
+-- Returns {times_queued, due ms} or {-1, 0} when the claim no longer owns the event.
 local processing, leases, retry, requeued, hash = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local id, consumer, err, delay, token = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-release_lock(KEYS[6], token)
-if ownership(processing, hash, id, consumer) ~= 'owned' then return {-1, 0} end
+local lock_key = KEYS[6]
+local id, claim, err, delay, token = ARGV[1], ARGV[2], ARGV[3], int_arg(ARGV[4], 'delay'), ARGV[5]
+local mine = holds_lock(lock_key, token)
+if ownership(processing, hash, id, claim) ~= 'owned' then
+  if mine then redis.call('DEL', lock_key) end
+  return {-1, 0}
+end
 local now = now_ms()
 local due = now + delay
-local times = redis.call('HINCRBY', hash, 'times_queued', 1)
-redis.call('LREM', processing, 1, id)
+local times = next_times(hash)
+redis.call('LREM', processing, 0, id)
 redis.call('ZREM', leases, id)
 redis.call('ZADD', retry, due, id)
 redis.call('ZADD', requeued, times, id)
-redis.call('HSET', hash, 'state', 'retry_wait', 'last_error', err, 'next_attempt_at', due,
-  'consumer', '', 'updated_at', now)
+redis.call('HSET', hash, 'times_queued', times, 'state', 'retry_wait', 'last_error', err,
+  'next_attempt_at', due, 'consumer', '', 'claim', '', 'lock_token', '', 'updated_at', now)
+if mine then redis.call('DEL', lock_key) end
 return {times, due}
 """
 
@@ -214,23 +335,26 @@ RELEASE: Final = r"""
 -- Hand an unfinished event back on shutdown: to the head of the queue, times_queued unchanged.
 -- KEYS[1] rebalance_queue  KEYS[2] processing  KEYS[3] leases  KEYS[4] event hash
 -- KEYS[5] account lock
--- ARGV[1] event id  ARGV[2] consumer id  ARGV[3] lock token or ''
--- Returns 1 when released, 0 when the consumer no longer owned it.
-local queue, processing, leases, hash = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id, consumer, token = ARGV[1], ARGV[2], ARGV[3]
-release_lock(KEYS[5], token)
-if ownership(processing, hash, id, consumer) ~= 'owned' then return 0 end
-redis.call('LREM', processing, 1, id)
+-- ARGV[1] event id  ARGV[2] claim token  ARGV[3] lock token or ''
+-- Returns 1 when released, 0 when the claim no longer owned it.
+local queue, processing, leases, hash, lock_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local id, claim, token = ARGV[1], ARGV[2], ARGV[3]
+local mine = holds_lock(lock_key, token)
+local owned = ownership(processing, hash, id, claim) == 'owned'
+if mine then redis.call('DEL', lock_key) end
+if not owned then return 0 end
+redis.call('LREM', processing, 0, id)
 redis.call('ZREM', leases, id)
 redis.call('LPUSH', queue, id)
-redis.call('HSET', hash, 'state', 'queued', 'consumer', '', 'updated_at', now_ms())
+redis.call('HSET', hash, 'state', 'queued', 'consumer', '', 'claim', '', 'lock_token', '',
+  'updated_at', now_ms())
 return 1
 """
 
 DUE_RETRIES: Final = r"""
 -- List retry-waiting events whose time has come (read only).
 -- KEYS[1] retry_wait   ARGV[1] limit
-return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, tonumber(ARGV[1]))
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, int_arg(ARGV[1], 'limit'))
 """
 
 PROMOTE: Final = r"""
@@ -240,6 +364,7 @@ PROMOTE: Final = r"""
 -- ARGV[i] event id i
 -- Returns the number of events promoted.
 local queue, retry = KEYS[1], KEYS[2]
+if #KEYS ~= 2 + #ARGV then error('promote: one hash per id') end
 local now, moved = now_ms(), 0
 for i, id in ipairs(ARGV) do
   local due = redis.call('ZSCORE', retry, id)
@@ -257,15 +382,19 @@ return moved
 
 RETRY_NOW: Final = r"""
 -- An operator sends a retry-waiting event to the head of the queue now (times_queued unchanged).
--- KEYS[1] rebalance_queue  KEYS[2] retry_wait  KEYS[3] event hash
--- ARGV[1] event id
+-- KEYS[1] rebalance_queue  KEYS[2] retry_wait  KEYS[3] event hash  KEYS[4] done marker
+-- ARGV[1] event id  ARGV[2] done-marker ttl (ms)
+-- The done marker makes a resent call (after a lost connection) answer 'ok' again.
 -- Returns 'ok', 'missing', or the event's current state when it is not waiting for a retry.
-local queue, retry, hash, id = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
+local queue, retry, hash, done, id = KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1]
+local marker_ms = int_arg(ARGV[2], 'marker ttl')
+if redis.call('GET', done) == 'retried' then return 'ok' end
 if redis.call('EXISTS', hash) == 0 then return 'missing' end
 if not redis.call('ZSCORE', retry, id) then return redis.call('HGET', hash, 'state') or 'unknown' end
 redis.call('ZREM', retry, id)
 redis.call('LPUSH', queue, id)
 redis.call('HSET', hash, 'state', 'queued', 'next_attempt_at', '', 'updated_at', now_ms())
+redis.call('SET', done, 'retried', 'PX', marker_ms)
 return 'ok'
 """
 
@@ -277,13 +406,14 @@ FIND_EXPIRED: Final = r"""
 -- ARGV[1] grace (ms)  ARGV[2] limit
 -- Returns the ids whose lease has expired.
 local processing, leases = KEYS[1], KEYS[2]
+local grace, limit = int_arg(ARGV[1], 'grace'), int_arg(ARGV[2], 'limit')
 local now = now_ms()
 for _, id in ipairs(redis.call('LRANGE', processing, 0, -1)) do
   if not redis.call('ZSCORE', leases, id) then
-    redis.call('ZADD', leases, now + tonumber(ARGV[1]), id)
+    redis.call('ZADD', leases, now + grace, id)
   end
 end
-return redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+return redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
 """
 
 REAP: Final = r"""
@@ -294,20 +424,28 @@ REAP: Final = r"""
 -- ARGV[i] event id i
 -- Returns the ids put back.
 local queue, processing, leases, requeued = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+if #KEYS ~= 4 + #ARGV then error('reap: one hash per id') end
 local now, out = now_ms(), {}
 for i, id in ipairs(ARGV) do
   local hash = KEYS[4 + i]
   local expiry = redis.call('ZSCORE', leases, id)
   if expiry and tonumber(expiry) <= now then
+    local placed = redis.call('LPOS', processing, id)
+    local exists = redis.call('EXISTS', hash) == 1
+    local times, consumer = 0, 'unknown'
+    if placed and exists then
+      times = next_times(hash)
+      consumer = redis.call('HGET', hash, 'consumer') or ''
+      if consumer == '' then consumer = 'unknown' end
+    end
     redis.call('ZREM', leases, id)
-    if redis.call('LREM', processing, 1, id) == 1 and redis.call('EXISTS', hash) == 1 then
-      local consumer = redis.call('HGET', hash, 'consumer')
-      if not consumer or consumer == '' then consumer = 'unknown' end
-      local times = redis.call('HINCRBY', hash, 'times_queued', 1)
+    if placed then redis.call('LREM', processing, 0, id) end
+    if placed and exists then
       redis.call('RPUSH', queue, id)
       redis.call('ZADD', requeued, times, id)
-      redis.call('HSET', hash, 'state', 'queued', 'consumer', '', 'updated_at', now,
-        'last_error', 'processor ' .. consumer .. ' was lost: its lease expired before the event finished')
+      redis.call('HSET', hash, 'times_queued', times, 'state', 'queued', 'consumer', '',
+        'claim', '', 'lock_token', '', 'updated_at', now, 'last_error',
+        'processor ' .. consumer .. ' was lost: its lease expired before the event finished')
       out[#out + 1] = id
     end
   end
@@ -319,22 +457,30 @@ DELETE: Final = r"""
 -- An operator deletes an event that is not being processed, with its dedup key.
 -- KEYS[1] rebalance_queue  KEYS[2] processing  KEYS[3] leases  KEYS[4] retry_wait
 -- KEYS[5] active_events  KEYS[6] dedup index  KEYS[7] requeued  KEYS[8] events:all  KEYS[9] history
--- KEYS[10] event hash  KEYS[11] account index  KEYS[12] command index
--- ARGV[1] event id  ARGV[2] account id and ARGV[3] command the caller read (re-checked)
--- ARGV[4] history cap
+-- KEYS[10] event hash  KEYS[11] account index  KEYS[12] command index  KEYS[13] done marker
+-- ARGV[1] event id  ARGV[2] account id and ARGV[3] command the caller read ('' when absent;
+-- re-checked)  ARGV[4] history cap  ARGV[5] the dedup key the caller computed
+-- ARGV[6] done-marker ttl (ms)
+-- The done marker makes a resent call (after a lost connection) answer 'deleted' again instead
+-- of 'missing': it is written with the deletion and read first.
 -- Returns 'deleted', 'missing', 'processing', or 'changed' (the record is not the one read).
 local k = {queue = KEYS[1], processing = KEYS[2], leases = KEYS[3], retry = KEYS[4],
   active = KEYS[5], dedup_index = KEYS[6], requeued = KEYS[7], all = KEYS[8], history = KEYS[9],
   hash = KEYS[10], by_account = KEYS[11], by_command = KEYS[12]}
-local id = ARGV[1]
-if redis.call('EXISTS', k.hash) == 0 then return 'missing' end
-local f = redis.call('HMGET', k.hash, 'account_id', 'exec_command', 'dedup_key')
-if f[1] ~= ARGV[2] or f[2] ~= ARGV[3] then return 'changed' end
+local done = KEYS[13]
+local id, cap, marker_ms = ARGV[1], int_arg(ARGV[4], 'cap'), int_arg(ARGV[6], 'marker ttl')
+if redis.call('EXISTS', k.hash) == 0 then
+  if redis.call('GET', done) == 'deleted' then return 'deleted' end
+  return 'missing'
+end
+local f = redis.call('HMGET', k.hash, 'account_id', 'exec_command')
+if (f[1] or '') ~= ARGV[2] or (f[2] or '') ~= ARGV[3] then return 'changed' end
 if redis.call('LPOS', k.processing, id) then return 'processing' end
-redis.call('LREM', k.queue, 0, id)
-redis.call('ZREM', k.retry, id)
-push_history(k.history, tonumber(ARGV[4]), k.hash, id, 'deleted', now_ms(), {})
-forget(k, id, f[3] or '')
+local entry = history_entry(k.hash, id, 'deleted', now_ms(), {}, {})
+local dedup = dedup_keys(k.hash, ARGV[5])
+push_history(k.history, cap, entry)
+forget(k, id, dedup)
+redis.call('SET', done, 'deleted', 'PX', marker_ms)
 return 'deleted'
 """
 
@@ -342,8 +488,10 @@ STATS: Final = r"""
 -- Queue statistics without scanning: counts are O(1); the oldest waiting event is found among the
 -- first (processing + 1) events by age; the requeued sample is the top of a sorted set; memory
 -- used and maxmemory come from INFO (a full Redis refuses every write under noeviction).
+-- The consistency counts are O(1) too: every live event sits in exactly one area and owns one
+-- dedup key, so events:all = queue + processing + retry_wait = active_events = dedup index.
 -- KEYS[1] rebalance_queue  KEYS[2] processing  KEYS[3] retry_wait  KEYS[4] active_events
--- KEYS[5] requeued  KEYS[6] events:all
+-- KEYS[5] requeued  KEYS[6] events:all  KEYS[7] dedup index
 -- ARGV[1] sample size
 -- Returns a JSON object.
 local processing_count = redis.call('LLEN', KEYS[2])
@@ -354,7 +502,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, processing_count)) do
     break
   end
 end
-local sample = redis.call('ZREVRANGE', KEYS[5], 0, tonumber(ARGV[1]) - 1)
+local sample = redis.call('ZREVRANGE', KEYS[5], 0, int_arg(ARGV[1], 'sample') - 1)
 if #sample == 0 then sample = {''} end
 local memory = redis.call('INFO', 'memory')
 return cjson.encode({
@@ -363,8 +511,42 @@ return cjson.encode({
   queue_length = redis.call('LLEN', KEYS[1]), processing = processing_count,
   retry_waiting = redis.call('ZCARD', KEYS[3]), active_events = redis.call('SCARD', KEYS[4]),
   requeued = redis.call('ZCARD', KEYS[5]), total = redis.call('ZCARD', KEYS[6]),
+  dedup_index = redis.call('HLEN', KEYS[7]),
   oldest_waiting = oldest, requeued_sample = sample,
   now_ms = now_ms()})
+"""
+
+PAGE: Final = r"""
+-- One page of an area or index and its size, read at one instant (read only).
+-- KEYS[1] the list or sorted set   ARGV[1] start   ARGV[2] stop
+-- Returns {size, id1, id2, ...}.
+local kind = redis.call('TYPE', KEYS[1])['ok']
+local start, stop = int_arg(ARGV[1], 'start'), int_arg(ARGV[2], 'stop')
+local out
+if kind == 'list' then
+  out = {redis.call('LLEN', KEYS[1])}
+  for _, id in ipairs(redis.call('LRANGE', KEYS[1], start, stop)) do out[#out + 1] = id end
+else
+  out = {redis.call('ZCARD', KEYS[1])}
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], start, stop)) do out[#out + 1] = id end
+end
+return out
+"""
+
+FETCH: Final = r"""
+-- Read several event records at one instant (read only); a cluster runs it on one node.
+-- KEYS[i] the hash of event i
+-- Returns one flat field/value list per key (empty for a missing record).
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
+return out
+"""
+
+UPTIME: Final = r"""
+-- How long this Redis server has been up, in seconds (read only).
+-- KEYS[1] any key of the deployment (it routes the call to the right node of a cluster)
+local info = redis.call('INFO', 'server')
+return tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) or 0
 """
 
 HEARTBEAT: Final = r"""
@@ -372,14 +554,23 @@ HEARTBEAT: Final = r"""
 -- KEYS[1] processors  KEYS[2] processor info
 -- ARGV[1] consumer id  ARGV[2] info JSON  ARGV[3] forget after (ms)
 -- Returns the Redis time (ms).
+local forget_ms = int_arg(ARGV[3], 'forget after')
 local now = now_ms()
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))) do
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - forget_ms)) do
   redis.call('ZREM', KEYS[1], gone)
   redis.call('HDEL', KEYS[2], gone)
 end
 return now
+"""
+
+FORGET_PROCESSOR: Final = r"""
+-- Remove a processor's heartbeat (clean shutdown).
+-- KEYS[1] processors  KEYS[2] processor info   ARGV[1] consumer id
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
 """
 
 ALIVE: Final = r"""
@@ -389,7 +580,8 @@ ALIVE: Final = r"""
 -- Returns {now, consumer1, last1, info1, consumer2, ...}.
 local now = now_ms()
 local out = {now}
-local seen = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf', 'WITHSCORES')
+local window = int_arg(ARGV[1], 'window')
+local seen = redis.call('ZRANGEBYSCORE', KEYS[1], now - window, '+inf', 'WITHSCORES')
 for i = 1, #seen, 2 do
   out[#out + 1] = seen[i]
   out[#out + 1] = seen[i + 1]
@@ -410,14 +602,172 @@ EXTEND_LOCK: Final = r"""
 -- Extend an account lock only if the caller's token still holds it.
 -- KEYS[1] account lock   ARGV[1] token   ARGV[2] ttl (ms)
 -- Returns 1 when extended, 0 otherwise.
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+local ttl = int_arg(ARGV[2], 'ttl')
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ttl) end
 return 0
+"""
+
+AUDIT: Final = r"""
+-- Keep an operator action in the capped audit list (newest first), once even if resent.
+-- KEYS[1] audit list   KEYS[2] done marker   ARGV[1] entry JSON   ARGV[2] cap
+-- ARGV[3] done-marker ttl (ms)
+local cap, marker_ms = int_arg(ARGV[2], 'cap'), int_arg(ARGV[3], 'marker ttl')
+if not redis.call('SET', KEYS[2], 'audited', 'NX', 'PX', marker_ms) then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, cap - 1)
+return 1
+"""
+
+REPAIR: Final = r"""
+-- An operator repairs one event id found anywhere (record, area, index or dedup index), after
+-- the consistency check found a discrepancy. A record is put in exactly one area (back in the
+-- queue when it was in none), its indexes and dedup key restored; an id without a record is
+-- removed from every area and index, and the dedup keys naming it are released.
+-- KEYS[1] rebalance_queue  KEYS[2] processing  KEYS[3] leases  KEYS[4] retry_wait
+-- KEYS[5] active_events  KEYS[6] dedup index  KEYS[7] requeued  KEYS[8] events:all
+-- KEYS[9] event hash  KEYS[10] account index  KEYS[11] command index (of the record read)
+-- ARGV[1] event id   ARGV[2..] the dedup keys whose index entry names this id
+-- Returns the list of fixes made (empty when the id was consistent).
+local k = {queue = KEYS[1], processing = KEYS[2], leases = KEYS[3], retry = KEYS[4],
+  active = KEYS[5], dedup_index = KEYS[6], requeued = KEYS[7], all = KEYS[8], hash = KEYS[9],
+  by_account = KEYS[10], by_command = KEYS[11]}
+local id = ARGV[1]
+local q = #redis.call('LPOS', k.queue, id, 'COUNT', 0)
+local p = #redis.call('LPOS', k.processing, id, 'COUNT', 0)
+local r = redis.call('ZSCORE', k.retry, id) and 1 or 0
+local fixes = {}
+local named = {}
+for i = 2, #ARGV do
+  if redis.call('HGET', k.dedup_index, ARGV[i]) == id then named[#named + 1] = ARGV[i] end
+end
+
+if redis.call('EXISTS', k.hash) == 0 then
+  local stray = q + p + r > 0 or redis.call('ZSCORE', k.all, id) or
+    redis.call('ZSCORE', k.leases, id) or redis.call('ZSCORE', k.requeued, id)
+  if stray then
+    redis.call('LREM', k.queue, 0, id)
+    redis.call('LREM', k.processing, 0, id)
+    for _, z in ipairs({k.retry, k.all, k.leases, k.requeued}) do redis.call('ZREM', z, id) end
+    fixes[#fixes + 1] = 'removed the id of a missing record from the areas and indexes'
+  end
+  for _, key in ipairs(named) do
+    redis.call('HDEL', k.dedup_index, key)
+    redis.call('SREM', k.active, key)
+    fixes[#fixes + 1] = 'released dedup key ' .. key .. ' of a missing record'
+  end
+  return fixes
+end
+
+-- Read and decide everything first.
+local f = redis.call('HMGET', k.hash, 'state', 'claim', 'times_queued', 'created_at',
+                     'account_id', 'exec_command', 'dedup_key')
+local claimed = f[2] and f[2] ~= ''
+local keep
+if p > 0 and (claimed or q + r == 0) then keep = 'processing'
+elseif r > 0 then keep = 'retry_wait'
+elseif q > 0 then keep = 'queued'
+else keep = 'none' end
+local want_state = f[1]
+if keep == 'none' or keep == 'queued' then want_state = 'queued'
+elseif keep == 'retry_wait' then want_state = 'retry_wait'
+elseif claimed then want_state = 'processing' end
+local created = tonumber(f[4])
+local score = (created and created * 1000) or now_us()
+local times = tonumber(f[3])
+local requeued_score = tonumber(redis.call('ZSCORE', k.requeued, id))
+local own = dedup_keys(k.hash)
+local primary = own[1]
+local owner = primary and redis.call('HGET', k.dedup_index, primary)
+local stale = {}
+for _, key in ipairs(named) do
+  local mine = false
+  for _, o in ipairs(own) do if o == key then mine = true end end
+  if not mine and key ~= primary then stale[#stale + 1] = key end
+end
+
+-- Then write.
+if keep == 'none' then
+  redis.call('RPUSH', k.queue, id)
+  redis.call('HSET', k.hash, 'consumer', '', 'claim', '', 'lock_token', '')
+  fixes[#fixes + 1] = 'put back in the queue: it was in no area'
+end
+if keep ~= 'queued' and q > 0 then redis.call('LREM', k.queue, 0, id) end
+if keep == 'queued' and q > 1 then redis.call('LREM', k.queue, 1 - q, id) end
+if keep ~= 'processing' and p > 0 then redis.call('LREM', k.processing, 0, id) end
+if keep == 'processing' and p > 1 then redis.call('LREM', k.processing, 1 - p, id) end
+if keep ~= 'retry_wait' and r > 0 then redis.call('ZREM', k.retry, id) end
+if keep ~= 'processing' then redis.call('ZREM', k.leases, id) end
+if keep ~= 'none' and q + p + r > 1 then
+  fixes[#fixes + 1] = 'kept in ' .. keep .. ' only: it was placed ' .. (q + p + r) .. ' times'
+end
+if want_state ~= f[1] then
+  redis.call('HSET', k.hash, 'state', want_state)
+  fixes[#fixes + 1] = 'state set to ' .. want_state .. ' (was ' .. tostring(f[1]) .. ')'
+end
+if not redis.call('ZSCORE', k.all, id) then
+  redis.call('ZADD', k.all, score, id)
+  fixes[#fixes + 1] = 'added to the index of all events'
+end
+if f[5] and f[6] then
+  if not redis.call('ZSCORE', k.by_account, id) then redis.call('ZADD', k.by_account, score, id) end
+  if not redis.call('ZSCORE', k.by_command, id) then redis.call('ZADD', k.by_command, score, id) end
+end
+if times and times > 1 and requeued_score ~= times then
+  redis.call('ZADD', k.requeued, times, id)
+  fixes[#fixes + 1] = 'requeued index set to ' .. times
+elseif not (times and times > 1) and requeued_score then
+  redis.call('ZREM', k.requeued, id)
+  fixes[#fixes + 1] = 'removed from the requeued index'
+end
+if primary and not owner then
+  redis.call('HSET', k.dedup_index, primary, id)
+  redis.call('SADD', k.active, primary)
+  if not f[7] or f[7] == '' then redis.call('HSET', k.hash, 'dedup_key', primary) end
+  fixes[#fixes + 1] = 'dedup key ' .. primary .. ' restored'
+elseif primary and owner == id and redis.call('SISMEMBER', k.active, primary) == 0 then
+  redis.call('SADD', k.active, primary)
+  fixes[#fixes + 1] = 'dedup key ' .. primary .. ' restored in active_events'
+elseif primary and owner ~= id then
+  fixes[#fixes + 1] = 'not fixed: dedup key ' .. primary .. ' belongs to event ' .. owner ..
+    ' too; delete one of the two'
+end
+for _, key in ipairs(stale) do
+  redis.call('HDEL', k.dedup_index, key)
+  redis.call('SREM', k.active, key)
+  fixes[#fixes + 1] = 'released dedup key ' .. key .. ' that named it wrongly'
+end
+return fixes
+"""
+
+REPAIR_ACTIVE: Final = r"""
+-- An operator makes active_events and the dedup index name the same keys: a key in the set but
+-- not in the index owns no event and is removed; a key in the index is added to the set.
+-- KEYS[1] active_events  KEYS[2] dedup index
+-- Returns the list of fixes made.
+local fixes = {}
+local drop, add = {}, {}
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('HEXISTS', KEYS[2], key) == 0 then drop[#drop + 1] = key end
+end
+for _, key in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if redis.call('SISMEMBER', KEYS[1], key) == 0 then add[#add + 1] = key end
+end
+for _, key in ipairs(drop) do
+  redis.call('SREM', KEYS[1], key)
+  fixes[#fixes + 1] = 'dedup key ' .. key .. ' owned no event: released'
+end
+for _, key in ipairs(add) do
+  redis.call('SADD', KEYS[1], key)
+  fixes[#fixes + 1] = 'dedup key ' .. key .. ' added to active_events'
+end
+return fixes
 """
 
 ALL: Final = {
     "enqueue": ENQUEUE,
     "lease": LEASE,
     "renew": RENEW,
+    "lock": LOCK,
     "complete": COMPLETE,
     "fail": FAIL,
     "release": RELEASE,
@@ -428,10 +778,17 @@ ALL: Final = {
     "reap": REAP,
     "delete": DELETE,
     "stats": STATS,
+    "page": PAGE,
+    "fetch": FETCH,
+    "uptime": UPTIME,
     "heartbeat": HEARTBEAT,
+    "forget_processor": FORGET_PROCESSOR,
     "alive": ALIVE,
     "unlock": UNLOCK,
     "extend_lock": EXTEND_LOCK,
+    "audit": AUDIT,
+    "repair": REPAIR,
+    "repair_active": REPAIR_ACTIVE,
 }
 
 

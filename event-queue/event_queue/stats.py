@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from event_queue.events import Event
 
@@ -17,6 +17,7 @@ class EnqueueResult:
     dedup_key: str
     duplicate: bool
     times_queued: int = 1
+    replayed: bool = False  # an idempotency key seen before: this is the event it made then
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,28 @@ class QueueStats:
     redis_time: datetime
     memory_used_bytes: int = 0
     memory_limit_bytes: int = 0  # Redis's maxmemory; 0: no limit
+    dedup_index_size: int = 0
+
+    @property
+    def placed_events(self) -> int:
+        """Ids in the three areas: ready, claimed, waiting to be retried."""
+        return self.queue_length + self.processing + self.retry_waiting
+
+    @property
+    def inconsistencies(self) -> list[str]:
+        """What the O(1) counts say is wrong (empty when consistent): every live event sits in
+        exactly one area and owns exactly one dedup key."""
+        problems = []
+        if self.total_events != self.placed_events:
+            problems.append(
+                f"{self.total_events} live events but {self.placed_events} in the areas "
+                f"(queued {self.queue_length} + processing {self.processing} + retry_wait "
+                f"{self.retry_waiting})")
+        if self.active_events != self.total_events or self.dedup_index_size != self.total_events:
+            problems.append(
+                f"{self.total_events} live events but {self.active_events} active dedup keys "
+                f"and {self.dedup_index_size} in the dedup index")
+        return problems
 
     @property
     def memory_used_percent(self) -> float | None:
@@ -75,3 +98,20 @@ class ProcessorInfo:
     last_heartbeat: datetime
     age_seconds: float
     info: dict[str, Any] = field(default_factory=dict)
+
+
+LockRenewal = Literal["ok", "retaken"]
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What an operator's repair found and fixed: per event id, and in the dedup key set."""
+
+    examined: int
+    fixes: dict[str, list[str]]
+    general: list[str]
+
+    @property
+    def fixed(self) -> int:
+        """How many fixes were made."""
+        return sum(len(f) for f in self.fixes.values()) + len(self.general)

@@ -39,10 +39,12 @@ def connect_queue(settings: Settings) -> EventQueue:
 
     A connection the server dropped (Redis restarted) is retried once at once, so the first
     request after a restart does not fail; timeouts are not retried, so a hung Redis costs one
-    timeout, not two.
+    timeout, not two. Every call the service makes is safe to send twice: reads, and operator
+    actions whose scripts answer a resent call with the first call's outcome.
     """
     return EventQueue.from_url(
-        settings.redis_connection, timeout=settings.redis_timeout_seconds, reconnect_once=True
+        settings.redis_connection, timeout=settings.redis_timeout_seconds, reconnect_once=True,
+        key_prefix=settings.redis_key_prefix,
     )
 
 

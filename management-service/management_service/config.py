@@ -29,6 +29,8 @@ from pydantic_settings import (
 )
 
 from event_queue.cli import ConfigProblem, clean, read_yaml
+from event_queue.connections import InvalidRedisUrl, parse_url
+from event_queue.keys import DEFAULT_PREFIX, PREFIX_PATTERN
 
 CONFIG_ENV = "MANAGEMENT_CONFIG"
 DEFAULT_CONFIG_FILE = Path("config.yaml")
@@ -38,7 +40,8 @@ _HEADER_NAME = r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$"
 
 
 # Settings whose variable is not MANAGEMENT_<KEY>; secrets are read from the environment only.
-_VARIABLES = {"redis_connection": "REDIS_URL", "accounts_file": "ACCOUNTS_FILE",
+_VARIABLES = {"redis_connection": "REDIS_URL", "redis_key_prefix": "REDIS_KEY_PREFIX",
+              "accounts_file": "ACCOUNTS_FILE",
               "api_key": "MANAGEMENT_API_KEY", "read_api_key": "MANAGEMENT_READ_API_KEY"}
 _SECRETS = ("api_key", "read_api_key")
 
@@ -71,6 +74,10 @@ class HealthSettings(BaseModel):
         default=95.0, ge=0, le=100,
         description="unhealthy when Redis uses this much of its maxmemory (0: no memory check)",
     )
+    consistency_check: bool = Field(
+        default=True, description="unhealthy when an event sits in no area (or in two), or a "
+        "dedup key belongs to no event",
+    )
 
 
 class Settings(BaseSettings):
@@ -88,6 +95,10 @@ class Settings(BaseSettings):
     redis_connection: str = Field(
         default="redis://localhost:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "redis_connection"),
+    )
+    redis_key_prefix: str = Field(
+        default=DEFAULT_PREFIX, pattern=PREFIX_PATTERN.pattern,
+        validation_alias=AliasChoices("REDIS_KEY_PREFIX", "redis_key_prefix"),
     )
     api_key: SecretStr | None = Field(default=None, validation_alias="MANAGEMENT_API_KEY")
     read_api_key: SecretStr | None = Field(
@@ -107,8 +118,10 @@ class Settings(BaseSettings):
     @field_validator("redis_connection")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        try:
+            parse_url(value)
+        except InvalidRedisUrl as exc:
+            raise ValueError(exc.reason) from None
         return value
 
     @field_validator("api_key", "read_api_key")

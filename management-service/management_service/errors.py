@@ -13,6 +13,7 @@ from event_queue import (
     EventNotFound,
     EventNotWaiting,
     EventProcessing,
+    InvalidResult,
     LeaseLost,
     QueueUnavailable,
 )
@@ -62,6 +63,15 @@ class DuplicateEvent(ServiceError):
         self.dedup_key = dedup_key
 
 
+class InvalidBody(ServiceError):
+    """The body is not strict UTF-8 JSON: bad encoding, NaN or Infinity, numbers too large for a
+    float, or nesting too deep."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid JSON body: {reason}")
+        self.reason = reason
+
+
 class FilterTooBroad(ServiceError):
     """A filter would need to read more events than one request may."""
 
@@ -85,7 +95,9 @@ STATUS: dict[type[Exception], int] = {
     DuplicateEvent: 409,
     UnknownAccount: 422,
     FilterTooBroad: 422,
+    InvalidBody: 422,
     AccountDisabled: 422,
+    InvalidResult: 422,
     ManualEventsDisabled: 503,
     QueueUnavailable: 503,
     RedisError: 503,  # e.g. OOM under noeviction, READONLY replica, MISCONF: Redis refuses, not us
@@ -97,6 +109,8 @@ def error_body(exc: Exception) -> dict[str, Any]:
     if isinstance(exc, UnknownAccount | AccountDisabled):
         kind = "unknown_account" if isinstance(exc, UnknownAccount) else "account_disabled"
         return {"detail": [{"loc": ["body", "account_id"], "msg": str(exc), "type": kind}]}
+    if isinstance(exc, InvalidBody | InvalidResult):
+        return {"detail": [{"loc": ["body"], "msg": str(exc), "type": "invalid_json"}]}
     if isinstance(exc, RedisError) and not isinstance(exc, QueueUnavailable):
         return {"detail": f"queue unavailable: Redis answered {type(exc).__name__}: {exc}"}
     body: dict[str, Any] = {"detail": str(exc)}

@@ -10,6 +10,9 @@ Checks, each named ``component:measurement`` as in the IETF health-check draft:
   be known and the status is ``error``.
 * ``redis:memory`` - Redis uses less than ``redis_memory_percent`` of its ``maxmemory``: a full Redis
   (``noeviction``) refuses every new event, so the broker answers 503 to every webhook.
+* ``queue:consistency`` - the O(1) counts agree: every live event sits in exactly one area (queued,
+  processing, retry_wait) and owns one dedup key. An event in no area would never run while its
+  dedup key refuses every new webhook for it; ``POST /queue/repair`` fixes what this finds.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ REQUEUED = "queue:requeued_events"
 PROCESSORS = "processors:heartbeat"
 REDIS = "redis:connection"
 MEMORY = "redis:memory"
+CONSISTENCY = "queue:consistency"
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ def evaluate(seen: Observation, settings: HealthSettings) -> HealthOut:
         checks[PROCESSORS] = processor_check(seen, settings.processor_window_seconds, now)
     if settings.redis_memory_percent:
         checks[MEMORY] = memory_check(seen.stats, settings.redis_memory_percent, now)
+    if settings.consistency_check:
+        checks[CONSISTENCY] = consistency_check(seen.stats, now)
     healthy = all(c.status == "pass" for c in checks.values())
     return HealthOut(
         status="healthy" if healthy else "unhealthy",
@@ -144,6 +150,23 @@ def memory_check(stats: QueueStats, limit_percent: float, now: datetime) -> Chec
         output=f"Redis uses {used:.0f}% of its maxmemory ({stats.memory_limit_bytes} bytes): when "
         "full it refuses new events and the broker answers 503; raise maxmemory or find what "
         "fills it",
+        time=now,
+    )
+
+
+def consistency_check(stats: QueueStats, now: datetime) -> CheckOut:
+    """Fail when the O(1) counts show an event in no area, one placed twice, or a dedup key that
+    belongs to no event."""
+    problems = stats.inconsistencies
+    if not problems:
+        return CheckOut(status="pass", observed_value=stats.total_events, observed_unit="events",
+                        time=now)
+    return CheckOut(
+        status="fail",
+        observed_value=stats.placed_events - stats.total_events,
+        observed_unit="events misplaced",
+        output="; ".join(problems) + ": run POST /queue/repair (it puts every event back in one "
+        "area and drops what belongs to no event)",
         time=now,
     )
 

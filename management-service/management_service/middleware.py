@@ -7,10 +7,6 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    """The request body is larger than allowed."""
-
-
 class BodySizeLimit:
     """Answer 413 when ``Content-Length`` or the streamed body exceeds ``max_bytes``."""
 
@@ -25,10 +21,23 @@ class BodySizeLimit:
         if self._declared_length(scope) > self.max_bytes:
             await self._refuse(send)
             return
-        try:
-            await self.app(scope, self._counting(receive), send)
-        except BodyTooLarge:
-            await self._refuse(send)
+        # The body is read here, bounded, before the app sees it: an oversized body (chunked,
+        # without Content-Length) gets 413 whatever the app would do with a failing receive
+        # (FastAPI turns any error while reading a body into 400).
+        messages: list[Message] = []
+        seen = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                await self._refuse(send)
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, self._replay(messages, receive), send)
 
     def _declared_length(self, scope: Scope) -> int:
         for name, value in scope["headers"]:
@@ -36,18 +45,16 @@ class BodySizeLimit:
                 return int(value) if value.isdigit() else self.max_bytes + 1
         return 0
 
-    def _counting(self, receive: Receive) -> Receive:
-        seen = 0
+    @staticmethod
+    def _replay(messages: list[Message], receive: Receive) -> Receive:
+        pending = list(messages)
 
-        async def wrapped() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise BodyTooLarge()
-            return message
+        async def replayed() -> Message:
+            if pending:
+                return pending.pop(0)
+            return await receive()
 
-        return wrapped
+        return replayed
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()

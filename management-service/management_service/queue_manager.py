@@ -7,7 +7,7 @@ capped audit list (``GET /audit``), whatever its outcome. API keys never appear 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from event_queue import (
@@ -18,8 +18,10 @@ from event_queue import (
     ExecCommand,
     QueueError,
     QueueUnavailable,
+    RepairReport,
 )
 from event_queue.accounts import Accounts
+from event_queue.events import new_event_id
 from event_queue.requests import EventRequest
 from management_service.errors import DuplicateEvent, FilterTooBroad, ManualEventsDisabled
 from management_service.health import Observation, observe
@@ -28,6 +30,7 @@ from management_service.metrics import Metrics
 logger = logging.getLogger(__name__)
 
 MAX_READ = 1000  # no request decodes more event records than this
+MANUAL_PREFIX = "manual:"  # idempotency keys of events added by operators
 
 
 @dataclass(frozen=True)
@@ -143,16 +146,35 @@ class QueueManager:
         new_event = request.to_new_event(self.accounts)
         account, command = new_event.account_id, new_event.exec_command.value
         try:
-            result = await self.queue.enqueue(new_event)
+            # A fresh idempotency key: a resent call (the connection dropped after Redis ran it)
+            # is answered with this event, not as a duplicate of itself.
+            result = await self.queue.enqueue(new_event,
+                                              idempotency_key=MANUAL_PREFIX + new_event_id())
         except QueueError as exc:
             await self._audit("add", operator, exc, account_id=account, exec_command=command)
             raise
+        if result.replayed:
+            result = replace(result, duplicate=False)
         outcome = "duplicate" if result.duplicate else "queued"
         await self._audit("add", operator, outcome, event_id=result.event_id,
                           account_id=account, exec_command=command)
         if result.duplicate:
             raise DuplicateEvent(result.event_id, result.dedup_key)
         return result.event_id
+
+    async def repair(self, operator: Operator) -> RepairReport:
+        """Repair the queue state (see :meth:`EventQueue.repair`); audited like every mutation."""
+        try:
+            report = await self.queue.repair()
+        except QueueError as exc:
+            await self._audit("repair", operator, exc)
+            raise
+        outcome = f"fixed {report.fixed}" if report.fixed else "nothing to fix"
+        await self._audit("repair", operator, outcome)
+        for event_id, fixes in report.fixes.items():
+            logger.warning("queue repaired", extra={"fields": {
+                "audit": True, "event_id": event_id, "fixes": fixes}})
+        return report
 
     async def _audit(
         self,

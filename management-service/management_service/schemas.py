@@ -144,6 +144,22 @@ class QueueStatusOut(_Out):
     redis_memory_used_bytes: int = Field(description="Redis's used_memory")
     redis_memory_limit_bytes: int = Field(
         description="Redis's maxmemory (0: no limit); when reached, new events are refused")
+    consistent: bool = Field(
+        description="every live event sits in exactly one area and owns one dedup key "
+        "(total_events = queue_length + processing + retry_waiting = active_events_count); "
+        "when false, see inconsistencies and POST /queue/repair")
+    inconsistencies: list[str] = Field(description="what the counts say is wrong")
+
+
+class RepairOut(_Out):
+    """What ``POST /queue/repair`` examined and fixed."""
+
+    examined: int = Field(description="event ids found in records, areas and indexes")
+    fixed: int = Field(description="fixes made")
+    fixes: dict[str, list[str]] = Field(description="the fixes made, by event id")
+    general: list[str] = Field(description="fixes of the dedup key set")
+    consistent: bool = Field(description="the O(1) consistency check after the repair")
+    inconsistencies: list[str]
 
 
 class CheckOut(_Out):
@@ -222,6 +238,8 @@ NEEDS_KEY: Responses = {
     403: {"model": ErrorOut, "description": "mutations disabled: MANAGEMENT_API_KEY is not set"},
 }
 NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "no live event has this id"}}
+TOO_LARGE: Responses = {413: {"model": ErrorOut,
+                              "description": "the body is larger than max_body_bytes"}}
 
 
 def conflict(description: str) -> Responses:

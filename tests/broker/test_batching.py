@@ -88,11 +88,60 @@ async def test_a_request_that_gives_up_before_its_batch_leaves_is_never_sent() -
     stuck = asyncio.create_task(subject.enqueue(event("F0"), idempotency_key=None))
     await asyncio.sleep(0.01)
     with pytest.raises(QueueUnavailable):
-        await subject.enqueue(event("F1"), idempotency_key=None)  # waits behind F0, gives up
+        await subject.enqueue(event("F1"), idempotency_key=None)  # no batch moved for 0.1 s
     fake.gate.set()
-    with pytest.raises(QueueUnavailable):
-        await stuck
+    assert (await stuck).event_id == "id-F0"  # its batch had left: it gets the real outcome
     after = await subject.enqueue(event("F2"), idempotency_key=None)
 
     assert fake.calls == [["F0"], ["F2"]]
     assert after.event_id == "id-F2"
+
+
+class SlowQueue(GatedQueue):
+    """Every call takes ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.gate.set()
+
+    async def enqueue_many(
+        self, items: Sequence[tuple[NewEvent, str | None]]
+    ) -> list[EnqueueResult]:
+        await asyncio.sleep(self.seconds)
+        return await super().enqueue_many(items)
+
+
+async def test_waiting_behind_a_batch_in_flight_does_not_count_against_the_deadline() -> None:
+    subject = batcher(SlowQueue(0.25), deadline=0.3)
+    first = asyncio.create_task(subject.enqueue(event("G0"), idempotency_key=None))
+    await asyncio.sleep(0.1)
+    # G1 waits 0.15 s behind G0's batch, then its own batch takes 0.25 s: 0.4 s in all, more
+    # than the deadline, yet every batch moved in time and G1's event is queued: no 503.
+    second = await subject.enqueue(event("G1"), idempotency_key=None)
+
+    assert (await first).event_id == "id-G0"
+    assert second.event_id == "id-G1"
+
+
+class WrongCountQueue(GatedQueue):
+    """Answers one result too few (a bug in the queue), then behaves."""
+
+    async def enqueue_many(
+        self, items: Sequence[tuple[NewEvent, str | None]]
+    ) -> list[EnqueueResult]:
+        results = await super().enqueue_many(items)
+        return results[:-1] if len(self.calls) == 1 else results
+
+
+async def test_a_batch_whose_results_do_not_match_fails_each_caller_and_the_next_works() -> None:
+    fake = WrongCountQueue()
+    fake.gate.set()
+    subject = batcher(fake)
+    outcomes = await asyncio.gather(
+        *(subject.enqueue(event(f"H{i}"), idempotency_key=None) for i in range(3)),
+        return_exceptions=True)
+    later = await asyncio.wait_for(subject.enqueue(event("H9"), idempotency_key=None), 1)
+
+    assert all(isinstance(o, ValueError) for o in outcomes), outcomes
+    assert later.event_id == "id-H9"

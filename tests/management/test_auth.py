@@ -111,7 +111,7 @@ async def test_openapi_marks_exactly_the_mutations_as_needing_the_key(
                for method, op in ops.items() if op.get("security")}
     assert secured == {
         ("POST", "/queue/events"), ("DELETE", "/queue/events/{event_id}"),
-        ("POST", "/queue/events/{event_id}/retry"), ("GET", "/audit"),
+        ("POST", "/queue/events/{event_id}/retry"), ("GET", "/audit"), ("POST", "/queue/repair"),
     }
 
 

@@ -13,6 +13,7 @@ from event_queue import EventQueue, ExecCommand
 from tests.management.conftest import ACCOUNTS, add, claim, requeue
 
 REQUEUED = "queue:requeued_events"
+CONSISTENCY = "queue:consistency"
 PROCESSORS = "processors:heartbeat"
 REDIS = "redis:connection"
 MEMORY = "redis:memory"
@@ -25,7 +26,7 @@ async def test_empty_queue_is_healthy(http: httpx.AsyncClient) -> None:
     body = response.json()
     assert body["status"] == "healthy"
     assert body["events_requeued"] == 0
-    assert set(body["checks"]) == {REQUEUED, PROCESSORS, REDIS, MEMORY}
+    assert set(body["checks"]) == {REQUEUED, PROCESSORS, REDIS, MEMORY, CONSISTENCY}
     assert all(check["status"] == "pass" for check in body["checks"].values())
     assert body["checks"][REQUEUED]["observedValue"] == 0
     assert body["checks"][MEMORY]["output"] == "Redis has no maxmemory"  # the test server

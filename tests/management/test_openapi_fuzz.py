@@ -19,7 +19,8 @@ from schemathesis import GenerationMode
 from tests.management.conftest import ACCOUNTS, API_KEY
 
 SECURED = {("POST", "/queue/events"), ("DELETE", "/queue/events/{event_id}"),
-           ("POST", "/queue/events/{event_id}/retry"), ("GET", "/audit")}
+           ("POST", "/queue/events/{event_id}/retry"), ("GET", "/audit"),
+           ("POST", "/queue/repair")}
 FUZZ = settings(max_examples=12, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))  # per operation: ~100 in all
 

@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from event_processor.config import RetryConfig
 from event_processor.services.ib_broker import IBBroker
 from event_processor.services.ibkr_client import (
     AccountNotManaged,
+    IBKRCircuitOpen,
     IBKRConnectionLost,
     IBKRUnavailable,
     OrderRejected,
@@ -137,7 +139,7 @@ async def test_cancel_touches_only_the_accounts_own_orders(
 async def test_refused_connections_fail_fast_after_max_retries_plus_one_attempts(
         make_broker: MakeBroker, sim: Simulator, caplog: pytest.LogCaptureFixture) -> None:
     await sim.admin.refuse_connections(True)
-    broker = make_broker()
+    broker = make_broker(circuit_breaker_seconds=0.5)
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="event_processor.utils.retry"), \
             pytest.raises(IBKRUnavailable) as info:
@@ -148,7 +150,35 @@ async def test_refused_connections_fail_fast_after_max_retries_plus_one_attempts
     assert len(attempts) == 3
     assert 0.1 <= elapsed < 1.5  # two fixed delays of 0.05 s, no backoff
     await sim.admin.refuse_connections(False)
+    with pytest.raises(IBKRCircuitOpen):  # the breaker: no new cycle right after a failed one
+        await broker.equity(ACCT)
+    await asyncio.sleep(0.5)
     assert (await broker.equity(ACCT)).cash == pytest.approx(100_000.0)
+
+
+async def test_after_a_failed_cycle_waiting_commands_fail_at_once_not_one_cycle_each(
+        library: str) -> None:
+    # IBKR behind a firewall that drops packets: connections are accepted, nothing answers.
+    async def black_hole(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never answers; closes when the client gives up
+        writer.close()
+
+    server = await asyncio.start_server(black_hole, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    broker = IBBroker(ibkr_config(port, library, connect_timeout=0.4,
+                                  connection_retry=RetryConfig(max_retries=1, delay=0.1)))
+    try:
+        started = time.monotonic()
+        outcomes = await asyncio.gather(*(broker.equity(ACCT) for _ in range(4)),
+                                        return_exceptions=True)
+        elapsed = time.monotonic() - started
+    finally:
+        await broker.close()
+        server.close()
+    assert all(isinstance(o, IBKRUnavailable) for o in outcomes), outcomes
+    assert sum(isinstance(o, IBKRCircuitOpen) for o in outcomes) == 3
+    # One cycle (two attempts of 0.4 s and a delay of 0.1 s), not four cycles one after another.
+    assert elapsed < 2.0, elapsed
 
 
 async def test_reconnects_after_the_connection_drops(make_broker: MakeBroker, sim: Simulator) -> None:

@@ -6,7 +6,16 @@ import asyncio
 
 import pytest
 
-from event_queue import Event, EventQueue, EventState, ExecCommand, LeaseLost, NewEvent, keys
+from event_queue import (
+    Event,
+    EventNotFound,
+    EventQueue,
+    EventState,
+    ExecCommand,
+    LeaseLost,
+    NewEvent,
+    keys,
+)
 
 
 async def enqueue_and_claim(queue: EventQueue, account: str = "DU1", consumer: str = "c1") -> Event:
@@ -162,19 +171,72 @@ async def test_complete_after_being_reaped_still_completes_once(redis_url: str) 
     await q.close()
 
 
-async def test_only_the_holder_can_complete_or_fail(redis_url: str) -> None:
+async def _reclaimed(redis_url: str) -> tuple[EventQueue, Event, Event]:
+    """An event claimed by c1, reaped, and claimed again by c2."""
     q = EventQueue.from_url(redis_url, lease_seconds=0.1)
     event = await enqueue_and_claim(q, consumer="c1")
     await asyncio.sleep(0.2)
-    await q.reap_expired_leases()
+    assert await q.reap_expired_leases() == [event.event_id]
     taken = await q.claim("c2", timeout=1)
-    assert taken is not None
+    assert taken is not None and taken.claim_token != event.claim_token
+    return q, event, taken
 
-    with pytest.raises(LeaseLost):
-        await q.complete(event, "c1")
+
+async def test_a_late_failure_or_hand_back_does_nothing_to_the_new_claim(redis_url: str) -> None:
+    q, event, taken = await _reclaimed(redis_url)
     with pytest.raises(LeaseLost):
         await q.fail(event, "c1", "late failure", requeue_delay=0)
+    with pytest.raises(LeaseLost):
+        await q.release(event, "c1")
+    with pytest.raises(LeaseLost):
+        await q.renew_lease(event, "c1")
+    stored = await q.get(event.event_id)
+    assert (stored.consumer, stored.times_queued, stored.state) == ("c2", 2, EventState.PROCESSING)
+    await q.complete(taken, "c2")
+    await q.close()
+
+
+async def test_a_late_completion_finishes_an_event_nobody_runs(redis_url: str) -> None:
+    q, event, taken = await _reclaimed(redis_url)
+    assert await q.complete(event, "c1", {"done": True}) == "completed_late"
+    # The new claim can neither take the account lock nor settle: the work is not run twice.
+    with pytest.raises(EventNotFound):
+        await q.lock_account(taken, "c2-token", ttl=5)
+    with pytest.raises(EventNotFound):
+        await q.complete(taken, "c2")
+    assert await q.redis.get(q.keys.account_lock(event.account_id)) is None
+    await q.close()
+
+
+async def test_a_late_completion_leaves_an_event_whose_command_runs_elsewhere(
+    redis_url: str,
+) -> None:
+    q, event, taken = await _reclaimed(redis_url)
+    assert await q.lock_account(taken, "c2-token", ttl=5)
+    with pytest.raises(LeaseLost):
+        await q.complete(event, "c1", lock_token="c1-token")
+    lock = q.keys.account_lock(event.account_id)
+    assert await q.redis.get(lock) == "c2-token"  # never released by someone who does not hold it
     assert (await q.get(event.event_id)).consumer == "c2"
+    assert await q.complete(taken, "c2", lock_token="c2-token") == "completed"
+    assert await q.redis.get(lock) is None
+    await q.close()
+
+
+async def test_a_stalled_claimer_cannot_lease_an_event_claimed_again(redis_url: str) -> None:
+    q = EventQueue.from_url(redis_url, lease_seconds=0.1)
+    await q.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE))
+    # A claimer moved the id but stalled before its lease; the reaper takes it back.
+    moved = await q.redis.lmove(q.keys.queue, q.keys.processing, "LEFT", "RIGHT")
+    await q.reap_expired_leases(grace_seconds=0.05)
+    await asyncio.sleep(0.1)
+    assert await q.reap_expired_leases(grace_seconds=0.05) == [moved]
+    taken = await q.claim("c2", timeout=1)
+    assert taken is not None
+    # The stalled claimer's LEASE now arrives: the event already has an owner.
+    assert await q._lease(moved, "c1") is None
+    stored = await q.get(moved)
+    assert (stored.consumer, stored.claim_token) == ("c2", taken.claim_token)
     await q.complete(taken, "c2")
     await q.close()
 

@@ -37,7 +37,15 @@ from event_processor.config import Settings
 from event_processor.core.flight import AccountLocks, Capacity, InFlight, Phase
 from event_processor.services.ibkr_client import Broker, create_broker
 from event_processor.services.queue_service import QueueService
-from event_queue import Event, EventNotFound, LeaseLost, QueueUnavailable
+from event_queue import (
+    AccountLockConflict,
+    Event,
+    EventNotFound,
+    InvalidResult,
+    LeaseLost,
+    QueueUnavailable,
+)
+from event_queue.events import encode_result, finite_json
 
 T = TypeVar("T")
 
@@ -45,6 +53,15 @@ log = logging.getLogger(__name__)
 
 # After the grace, commands are cancelled; this long is allowed for them to stop and be handed back.
 HAND_BACK_SECONDS = 10.0
+
+
+class AccountLockLost(RuntimeError):
+    """The command was stopped: this processor could no longer be sure it held the account."""
+
+    def __init__(self, account_id: str, reason: str) -> None:
+        super().__init__(f"command stopped: {reason} (account {account_id})")
+        self.account_id = account_id
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,25 @@ def new_consumer_id(name: str | None = None) -> str:
 def describe_error(error: BaseException) -> str:
     """The text stored as the event's ``last_error``."""
     return f"{type(error).__name__}: {error}"
+
+
+def storable(result: Any) -> tuple[Any, str | None]:
+    """The result as it can be stored, and why it had to change (None when it did not).
+
+    NaN and Infinity are not JSON: they are stored as the strings "NaN", "Infinity" and
+    "-Infinity"; a result that cannot be stored at all is replaced by a note saying why.
+    """
+    try:
+        encode_result(result)
+        return result, None
+    except InvalidResult as exc:
+        reason = exc.reason
+    try:
+        safe = finite_json(result)
+        encode_result(safe)
+        return safe, f"{reason}: non-finite numbers stored as strings"
+    except (InvalidResult, RecursionError):
+        return {"result_not_stored": reason}, f"{reason}: result not stored"
 
 
 class OutageLog:
@@ -146,6 +182,7 @@ class EventProcessor:
     async def run(self) -> None:
         """Process events until :meth:`request_stop`, then drain and return."""
         log.info("processor started", extra=self._describe())
+        await self._migrate_legacy_keys()
         background = self._start_background()
         claimers = [asyncio.create_task(self._claim_loop(), name=f"claim-{i}")
                     for i in range(self.settings.processing.concurrency)]
@@ -154,6 +191,22 @@ class EventProcessor:
         await self._stop_background(background)
         await self._forget()
         log.info("processor stopped", extra={"consumer_id": self.consumer_id})
+
+    async def _migrate_legacy_keys(self) -> None:
+        """Before the first claim: move a queue an earlier version left under the key names
+        without the hash tag (an upgrade), retried while Redis is unreachable."""
+        while not self.stopping:
+            try:
+                moved = await self.queue.migrate_legacy_keys()
+            except QueueUnavailable as exc:
+                self.outage.failed("migrate", exc)
+                await asyncio.sleep(self.settings.redis.reconnect_delay)
+                continue
+            self.outage.recovered()
+            if moved:
+                log.warning("moved the queue of an earlier version to the new key names",
+                            extra={"keys_moved": moved})
+            return
 
     def request_stop(self, reason: str = "requested") -> None:
         """Stop claiming; running commands get ``processing.shutdown_grace`` to finish."""
@@ -281,6 +334,7 @@ class EventProcessor:
         held = self.flights.get(event.event_id)
         if held is None:
             return False
+        held.event = event  # the new claim's token: the running attempt now acts for it
         held.lease_lost = False
         log.warning("claimed an event this process still works on; the running attempt settles it",
                     extra=self._event_fields(held, phase=held.phase.value))
@@ -349,31 +403,75 @@ class EventProcessor:
                 return False
             if await self._try_lock(flight):
                 return True
+            if flight.lease_lost:
+                continue
             await self._park(flight)
             await asyncio.sleep(poll)
 
     async def _try_lock(self, flight: InFlight) -> bool:
+        """Take the account lock for this claim; the claim is checked in the same script, so an
+        event completed or re-claimed elsewhere meanwhile is never run here."""
+        sent = time.monotonic()
         try:
-            return await self.queue.lock_account(flight.event.account_id, flight.lock_token)
+            taken = await self.queue.lock_account(flight.event, flight.lock_token)
+        except (LeaseLost, EventNotFound):
+            flight.lease_lost = True
+            return False
         except QueueUnavailable as exc:
             self.outage.failed("lock", exc)
             await asyncio.sleep(self.settings.redis.reconnect_delay)
             return False
+        if taken:
+            flight.confirm_lock(sent)
+        return taken
 
     async def run_command(self, flight: InFlight, command: Command) -> Outcome:
-        """Run the event's command; its exception (if any) becomes the outcome."""
+        """Run the event's command; its exception (if any) becomes the outcome.
+
+        The command runs only while this processor is sure it holds the account lock: when no
+        renewal has confirmed the lock for nearly its lifetime (Redis unreachable or paused), or
+        a renewal finds another holder, the command is stopped before anyone else can take the
+        account, and its event fails with :class:`AccountLockLost`.
+        """
         flight.phase = Phase.RUNNING
         log.debug("command started", extra=self._event_fields(flight))
+        runner: asyncio.Task[Any] = asyncio.create_task(
+            command(flight.event, self.context), name=f"command-{flight.event_id}")
+        flight.runner = runner
         try:
-            return Outcome(result=await command(flight.event, self.context))
-        except asyncio.CancelledError as exc:
-            if _cancel_requested():
-                raise
-            return Outcome(error=RuntimeError(f"command raised CancelledError: {exc}"))
-        except Exception as exc:
-            return Outcome(error=exc)
+            await self._fence(flight, runner)
+        except asyncio.CancelledError:
+            runner.cancel()
+            await asyncio.wait({runner})
+            raise
         finally:
             flight.phase = Phase.SETTLING
+        return self._outcome_of(flight, runner)
+
+    async def _fence(self, flight: InFlight, runner: asyncio.Task[Any]) -> None:
+        """Wait for the command, stopping it when the account lock may have expired."""
+        fence = self.settings.processing.lock_fence_seconds
+        while not runner.done():
+            left = flight.lock_confirmed_at + fence - time.monotonic()
+            if left <= 0:
+                flight.stop_command(
+                    f"the account lock was not confirmed for {fence:g} s (Redis unreachable?) "
+                    "and may expire")
+                await asyncio.wait({runner})
+                return
+            await asyncio.wait({runner}, timeout=left)
+
+    def _outcome_of(self, flight: InFlight, runner: asyncio.Task[Any]) -> Outcome:
+        if runner.cancelled():
+            if flight.stop_reason is not None:
+                log.error("command stopped", extra=self._event_fields(
+                    flight, reason=flight.stop_reason))
+                return Outcome(error=AccountLockLost(flight.event.account_id, flight.stop_reason))
+            return Outcome(error=RuntimeError("command raised CancelledError"))
+        error = runner.exception()
+        if error is not None:
+            return Outcome(error=error)
+        return Outcome(result=runner.result())
 
     async def settle(self, flight: InFlight, outcome: Outcome) -> None:
         """Complete the event with its result, or requeue it with its error."""
@@ -385,11 +483,19 @@ class EventProcessor:
     async def complete_event(self, flight: InFlight, result: Any) -> None:
         """Complete: the dedup key and record go, the account lock is released (one script)."""
         token, event = flight.lock_token, flight.event
+        result, changed = storable(result)
+        if changed:
+            log.warning("the result is not valid JSON; stored changed",
+                        extra=self._event_fields(flight, error=changed))
         try:
             status = await self._until_done(
                 "complete", lambda: self.queue.remove_from_queued(event, result, token))
-        except (LeaseLost, EventNotFound) as exc:
-            log.warning("completed, but the event was taken over",
+        except LeaseLost as exc:
+            log.warning("completed, but another claim runs the event now; it settles it",
+                        extra=self._event_fields(flight, error=describe_error(exc)))
+            return
+        except EventNotFound as exc:
+            log.warning("completed, but the event is gone (deleted by an operator?)",
                         extra=self._event_fields(flight, error=describe_error(exc)))
             return
         log.info("event completed", extra=self._event_fields(flight, status=status))
@@ -477,26 +583,52 @@ class EventProcessor:
         await asyncio.gather(*(self._renew(f) for f in list(self.flights.values())))
 
     async def _renew(self, flight: InFlight) -> None:
+        holding = flight.lock_held and flight.phase is not Phase.WAITING
+        sent = time.monotonic()
         try:
-            await self.queue.renew(flight.event, flight.lock_token)
+            lock = await self.queue.renew(flight.event, flight.lock_token if holding else "")
         except LeaseLost:
             await self._on_lease_lost(flight)
+            return
+        except AccountLockConflict as exc:
+            flight.stop_command("another holder took the account lock")
+            log.error("account lock taken by another holder; stopping the command",
+                      extra=self._event_fields(flight, error=describe_error(exc)))
+            return
         except QueueUnavailable as exc:
             self.outage.failed("renew", exc)
+            return
+        if holding:
+            flight.confirm_lock(sent)
+            if lock == "retaken":
+                log.warning("the account lock had expired; taken again",
+                            extra=self._event_fields(flight))
 
     async def _on_lease_lost(self, flight: InFlight) -> None:
         if flight.phase is Phase.SETTLING:
             return  # a renewal raced the completion; the settling call reports the real outcome
         if not flight.lease_lost:
-            log.error("lease lost; the event may run again elsewhere",
+            log.error("lease lost; the event may be claimed again elsewhere",
                       extra=self._event_fields(flight, phase=flight.phase.value))
             flight.lease_lost = True
-        if flight.phase is Phase.RUNNING:
-            # The command is still trading for this account: keep others off the account.
-            try:
-                await self.queue.extend_account_lock(flight.event.account_id, flight.lock_token)
-            except QueueUnavailable as exc:
-                self.outage.failed("extend lock", exc)
+        if flight.phase is Phase.RUNNING and flight.lock_held:
+            # The command is still trading for this account: keep others off the account, or
+            # stop the command if the account is no longer ours.
+            await self._keep_account(flight)
+
+    async def _keep_account(self, flight: InFlight) -> None:
+        account, token = flight.event.account_id, flight.lock_token
+        sent = time.monotonic()
+        try:
+            kept = (await self.queue.extend_account_lock(account, token)
+                    or await self.queue.acquire_account_lock(account, token))
+        except QueueUnavailable as exc:
+            self.outage.failed("extend lock", exc)
+            return
+        if kept:
+            flight.confirm_lock(sent)
+        else:
+            flight.stop_command("another holder took the account lock after the lease was lost")
 
     async def send_heartbeat(self) -> None:
         """Record that this processor is alive, with what it is doing."""
@@ -546,8 +678,3 @@ class EventProcessor:
             "exec_command": event.exec_command, "times_queued": event.times_queued,
             "elapsed_ms": round((time.monotonic() - flight.claimed_at) * 1000, 1), **extra,
         }
-
-
-def _cancel_requested() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0

@@ -32,6 +32,23 @@ class InFlight:
     lease_lost: bool = False
     parked: bool = False
     claimed_at: float = field(default_factory=time.monotonic)
+    # The account lock: whether this event holds it, and when (monotonic) the last call that
+    # confirmed it was sent. Redis expires the lock no earlier than that plus its ttl.
+    lock_held: bool = False
+    lock_confirmed_at: float = 0.0
+    runner: asyncio.Task[object] | None = None  # the running command
+    stop_reason: str | None = None  # why the command was stopped before it finished
+
+    def confirm_lock(self, sent_at: float) -> None:
+        """A call sent at ``sent_at`` found (or took) the account lock for this event."""
+        self.lock_held = True
+        self.lock_confirmed_at = max(self.lock_confirmed_at, sent_at)
+
+    def stop_command(self, reason: str) -> None:
+        """Stop the running command (it may no longer own its account); the first reason wins."""
+        if self.runner is not None and not self.runner.done():
+            self.stop_reason = self.stop_reason or reason
+            self.runner.cancel()
 
     @property
     def event_id(self) -> str:

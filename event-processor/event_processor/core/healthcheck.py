@@ -29,7 +29,8 @@ async def check_health(settings: Settings, *, host: str | None = None) -> Health
     """Healthy when a processor on ``host`` (default: this one) sent a heartbeat recently."""
     host = host or socket.gethostname()
     within = FRESH_INTERVALS * settings.processing.heartbeat_interval
-    queue = EventQueue.from_url(settings.redis.url, timeout=min(settings.redis.timeout, 2.0))
+    queue = EventQueue.from_url(settings.redis.url, timeout=min(settings.redis.timeout, 2.0),
+                                key_prefix=settings.redis.key_prefix)
     try:
         alive = await queue.alive_processors(within=within)
     except QueueUnavailable as exc:

@@ -3,7 +3,10 @@
 This is the only module that imports ib_async or ib_insync (``ibkr.library``, imported by name on
 first use, inside the running loop). It connects lazily with :func:`connect_ib` (the plan's
 connection retry), reconnects when the connection was lost, and bounds every call with a timeout,
-because the client libraries wait forever by default (``IB.RequestTimeout = 0``).
+because the client libraries wait forever by default (``IB.RequestTimeout = 0``). After a whole
+connection cycle failed, a short circuit breaker (``ibkr.circuit_breaker_seconds``) fails every
+command at once instead of queueing each behind another full cycle, so "fail fast" stays true when
+many events arrive while IBKR is unreachable.
 
 Every operation names one account and touches only that account: positions and orders are filtered
 by account, orders are cancelled one by one (never ``reqGlobalCancel``), and every order carries
@@ -17,6 +20,7 @@ import contextlib
 import importlib
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -26,9 +30,11 @@ from event_processor.config import IBKRConfig
 from event_processor.services.ibkr_client import (
     AccountEquity,
     AccountNotManaged,
+    IBKRCircuitOpen,
     IBKRConnectionLost,
     IBKRError,
     IBKRTimeout,
+    IBKRUnavailable,
     OpenOrder,
     OrderNotAcknowledged,
     OrderNotFilled,
@@ -53,6 +59,33 @@ SUMMARY_TAGS = "NetLiquidation,TotalCashValue,AvailableFunds,BuyingPower,GrossPo
 UNACKNOWLEDGED = frozenset({"PendingSubmit", "ApiPending"})
 # Order statuses that mean the order ended without (fully) filling.
 UNFILLED_ENDS = frozenset({"Cancelled", "ApiCancelled", "Inactive"})
+
+
+class _Circuit:
+    """Open for ``seconds`` after a failed connection cycle: callers fail at once meanwhile."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.open_until = 0.0
+        self.reason = ""
+
+    def check(self) -> None:
+        """Raise IBKRCircuitOpen while open."""
+        left = self.open_until - time.monotonic()
+        if left > 0:
+            raise IBKRCircuitOpen(left, self.reason)
+
+    def trip(self, error: IBKRUnavailable) -> None:
+        """A connection cycle failed."""
+        if self.seconds:
+            self.open_until = time.monotonic() + self.seconds
+            self.reason = error.reason
+            log.warning("IBKR connection cycle failed; failing fast", extra={
+                "seconds": self.seconds, "error": error.reason})
+
+    def reset(self) -> None:
+        """A connection worked."""
+        self.open_until = 0.0
 
 
 @dataclass
@@ -80,6 +113,7 @@ class IBBroker:
         self._ib: Any = None
         self._lib: ModuleType | None = None
         self._connect_lock = asyncio.Lock()
+        self._circuit = _Circuit(config.circuit_breaker_seconds)
         # ib clients key these requests by a fixed name, so two at once would clobber each other.
         self._positions_lock = asyncio.Lock()
         self._orders_lock = asyncio.Lock()
@@ -98,10 +132,23 @@ class IBBroker:
         return self._lib
 
     async def _client(self) -> Any:
-        """The connected client; connects (with the connection retry) when not connected."""
+        """The connected client; connects (with the connection retry) when not connected.
+
+        Raises IBKRCircuitOpen, without waiting for the connection lock, while the last
+        connection cycle failed less than ``circuit_breaker_seconds`` ago; callers that waited
+        for the lock during that cycle fail at once too.
+        """
+        if not self.connected:
+            self._circuit.check()
         async with self._connect_lock:
             if not self.connected:
-                await self._connect()
+                self._circuit.check()
+                try:
+                    await self._connect()
+                except IBKRUnavailable as exc:
+                    self._circuit.trip(exc)
+                    raise
+                self._circuit.reset()
             return self._ib
 
     async def _connect(self) -> None:

@@ -38,6 +38,18 @@ class IBKRUnavailable(IBKRError):
         self.reason = reason
 
 
+class IBKRCircuitOpen(IBKRUnavailable):
+    """A connection cycle failed moments ago: fail at once instead of queueing another cycle."""
+
+    def __init__(self, seconds_left: float, reason: str) -> None:
+        IBKRError.__init__(
+            self, f"IBKR unavailable: the last connection cycle failed ({reason}); the next "
+            f"attempt is allowed in {seconds_left:.1f} s")
+        self.attempts = 0
+        self.reason = reason
+        self.seconds_left = seconds_left
+
+
 class IBKRTimeout(IBKRError):
     """IBKR did not answer a request in time."""
 

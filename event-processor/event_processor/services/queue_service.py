@@ -12,6 +12,7 @@ from typing import Any
 
 from event_processor.config import Settings
 from event_queue import Event, EventQueue
+from event_queue.stats import LockRenewal
 
 
 class QueueService:
@@ -36,7 +37,7 @@ class QueueService:
         processing = settings.processing
         queue = EventQueue.from_url(
             settings.redis.url, timeout=settings.redis.timeout,
-            lease_seconds=processing.lease_seconds,
+            lease_seconds=processing.lease_seconds, key_prefix=settings.redis.key_prefix,
         )
         return cls(queue, consumer_id=consumer_id, requeue_delay=processing.requeue_delay,
                    lock_seconds=processing.lease_seconds)
@@ -45,12 +46,22 @@ class QueueService:
         """Close the connection pools."""
         await self.queue.close()
 
+    async def migrate_legacy_keys(self) -> int:
+        """Move a queue kept under the key names of earlier versions to the tagged names."""
+        return await self.queue.migrate_legacy_keys()
+
     async def claim_event(self, timeout: float) -> Event | None:
         """Wait up to ``timeout`` seconds for the next ready event and lease it to this consumer."""
         return await self.queue.claim(self.consumer_id, timeout=timeout)
 
-    async def lock_account(self, account_id: str, token: str) -> bool:
-        """Take the account's lock (shared by every processor) if it is free."""
+    async def lock_account(self, event: Event, token: str) -> bool:
+        """Take the account's lock (shared by every processor) for this claim of ``event``, if
+        it is free; raises LeaseLost / EventNotFound when the claim no longer owns the event."""
+        return await self.queue.lock_account(event, token, ttl=self.lock_seconds)
+
+    async def acquire_account_lock(self, account_id: str, token: str) -> bool:
+        """Take the account's lock if it is free, whatever the event (a command that lost its
+        lease keeps its account this way)."""
         return await self.queue.acquire_account_lock(account_id, token, ttl=self.lock_seconds)
 
     async def unlock_account(self, account_id: str, token: str) -> bool:
@@ -61,9 +72,10 @@ class QueueService:
         """Keep holding the account's lock (used when the lease is gone but the command runs on)."""
         return await self.queue.extend_account_lock(account_id, token, ttl=self.lock_seconds)
 
-    async def renew(self, event: Event, lock_token: str) -> None:
-        """Extend the event's lease and the account lock; raises LeaseLost."""
-        await self.queue.renew_lease(
+    async def renew(self, event: Event, lock_token: str) -> LockRenewal:
+        """Extend the event's lease and, with a token, the account lock (taken again if it had
+        expired); raises LeaseLost, or AccountLockConflict when someone else took the lock."""
+        return await self.queue.renew_lease(
             event, self.consumer_id, lock_token=lock_token, lock_seconds=self.lock_seconds
         )
 

@@ -7,13 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 
 from event_queue import EventState, ExecCommand
-from event_queue.events import ACCOUNT_ID_PATTERN
+from event_queue.events import ACCOUNT_ID_REGEX
 from event_queue.requests import EventRequest
+from management_service.bodies import StrictJsonRoute
 from management_service.deps import READ_ACCESS, ManagerDep, OperatorDep
 from management_service.queue_manager import EventFilters
 from management_service.schemas import (
     NEEDS_KEY,
     NOT_FOUND,
+    TOO_LARGE,
     UNAVAILABLE,
     DeletedOut,
     EnqueuedOut,
@@ -23,7 +25,8 @@ from management_service.schemas import (
     conflict,
 )
 
-router = APIRouter(prefix="/queue/events", tags=["events"], dependencies=[READ_ACCESS])
+router = APIRouter(prefix="/queue/events", tags=["events"], dependencies=[READ_ACCESS],
+                   route_class=StrictJsonRoute)
 
 EventId = Annotated[str, Path(min_length=1, max_length=128, description="the event's id")]
 
@@ -32,7 +35,7 @@ EventId = Annotated[str, Path(min_length=1, max_length=128, description="the eve
 async def list_events(
     manager: ManagerDep,
     state: Annotated[EventState | None, Query(description="queued, processing or retry_wait")] = None,
-    account_id: Annotated[str | None, Query(pattern=ACCOUNT_ID_PATTERN.pattern)] = None,
+    account_id: Annotated[str | None, Query(pattern=ACCOUNT_ID_REGEX)] = None,
     exec_command: Annotated[ExecCommand | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
@@ -53,7 +56,8 @@ async def get_event(manager: ManagerDep, event_id: EventId) -> EventDetail:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=EnqueuedOut,
-    responses=NEEDS_KEY | UNAVAILABLE | conflict("already active; existing_event_id names it"),
+    responses=NEEDS_KEY | TOO_LARGE | UNAVAILABLE
+    | conflict("already active; existing_event_id names it"),
 )
 async def add_event(manager: ManagerDep, operator: OperatorDep, body: EventRequest) -> EnqueuedOut:
     """Add an event, validated exactly as the broker validates a webhook."""
