@@ -26,6 +26,7 @@ OURS = ("rebalance_", "management_", "broker_", "processor_", "process_", "pytho
 PROMQL_WORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left",
                 "group_right", "offset", "bool", "le"}
 DURATION = re.compile(r"^\d+[smhd]$")
+_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
 
 
 def rules() -> list[dict[str, Any]]:
@@ -74,8 +75,9 @@ def exposed() -> set[str]:
 def samples(text: str) -> set[str]:
     found = set()
     for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            found.add(line.split()[2])
+        if line.startswith("# TYPE "):  # a labelled metric with no sample yet is still served
+            _, _, name, kind = line.split()
+            found |= {name, *(name + suffix for suffix in _SUFFIXES.get(kind, ()))}
         elif line and not line.startswith("#"):
             found.add(re.split(r"[{ ]", line, maxsplit=1)[0])
     return found

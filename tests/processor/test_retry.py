@@ -10,6 +10,7 @@ import pytest
 from ib_async import IB
 
 from event_processor.config import IBKRConfig, RetryConfig
+from event_processor.core.metrics import ProcessorMetrics
 from event_processor.services.ibkr_client import IBKRUnavailable, connect_ib
 from event_processor.utils.retry import retry_with_config
 from event_queue.redis_server import free_port
@@ -94,3 +95,19 @@ async def test_ib_connection_fails_fast_after_the_configured_retries() -> None:
     assert "ConnectionRefusedError" in info.value.reason
     assert 0.5 <= elapsed < 0.5 + 2 * TOLERANCE  # two fixed delays, then it gives up
     assert not ib.isConnected()
+
+
+async def test_each_retry_is_reported_for_the_metrics() -> None:
+    connector = RefusedConnector()
+    retried: list[str] = []
+    with pytest.raises(ConnectionRefusedError):
+        await retry_with_config(connector, RetryConfig(max_retries=2, delay=0.01), "ibkr connect",
+                                on_retry=retried.append)
+    assert retried == ["ibkr connect", "ibkr connect"]  # two retries after the first attempt
+
+    metrics = ProcessorMetrics()
+    for operation in ("ibkr connect", "ibkr connect", "place order BUY 5 AAPL MKT"):
+        metrics.retried(operation)
+    text = metrics.render().decode()
+    assert 'processor_ibkr_retries_total{operation="connect"} 2.0' in text
+    assert 'processor_ibkr_retries_total{operation="order"} 1.0' in text

@@ -35,6 +35,7 @@ from event_processor.commands.base import (
 )
 from event_processor.config import Settings
 from event_processor.core.flight import AccountLocks, Capacity, InFlight, Phase
+from event_processor.core.metrics import ProcessorMetrics
 from event_processor.services.ibkr_client import Broker, create_broker
 from event_processor.services.queue_service import QueueService
 from event_queue import (
@@ -153,8 +154,9 @@ class EventProcessor:
         self.queue = queue
         self.registry = registry
         self.consumer_id = queue.consumer_id
-        self.context = CommandContext(settings, broker or create_broker(settings.ibkr),
-                                      self.consumer_id)
+        self.metrics = ProcessorMetrics()
+        broker = broker or create_broker(settings.ibkr, on_retry=self.metrics.retried)
+        self.context = CommandContext(settings, broker, self.consumer_id)
         self.flights: dict[str, InFlight] = {}
         self.account_locks = AccountLocks()
         processing = settings.processing
@@ -167,6 +169,20 @@ class EventProcessor:
         self._hand_back_deadline: float | None = None
         self._started_at = time.time()
         self.last_heartbeat: float | None = None  # monotonic time a heartbeat last reached Redis
+        self._watch_gauges()
+
+    def _watch_gauges(self) -> None:
+        watch = self.metrics.watch
+        watch("processor_events_in_flight", "events this processor holds",
+              lambda: float(len(self.flights)))
+        watch("processor_events_waiting_for_account", "held events waiting for their account",
+              lambda: float(self.capacity.parked))
+        watch("processor_stopping", "1 once a stop was requested", lambda: float(self.stopping))
+        watch("processor_ibkr_connected", "1 while the IBKR connection is up",
+              lambda: float(bool(getattr(self.context.broker, "connected", False))))
+        watch("processor_heartbeat_age_seconds", "seconds since a heartbeat last reached Redis",
+              lambda: float("inf") if self.last_heartbeat is None
+              else time.monotonic() - self.last_heartbeat)
 
     @classmethod
     def from_settings(
@@ -438,6 +454,7 @@ class EventProcessor:
         runner: asyncio.Task[Any] = asyncio.create_task(
             command(flight.event, self.context), name=f"command-{flight.event_id}")
         flight.runner = runner
+        started = time.monotonic()
         try:
             await self._fence(flight, runner)
         except asyncio.CancelledError:
@@ -446,6 +463,7 @@ class EventProcessor:
             raise
         finally:
             flight.phase = Phase.SETTLING
+            self.metrics.ran(flight.event.exec_command, started)
         return self._outcome_of(flight, runner)
 
     async def _fence(self, flight: InFlight, runner: asyncio.Task[Any]) -> None:
@@ -464,6 +482,7 @@ class EventProcessor:
     def _outcome_of(self, flight: InFlight, runner: asyncio.Task[Any]) -> Outcome:
         if runner.cancelled():
             if flight.stop_reason is not None:
+                self.metrics.commands_stopped.inc()
                 log.error("command stopped", extra=self._event_fields(
                     flight, reason=flight.stop_reason))
                 return Outcome(error=AccountLockLost(flight.event.account_id, flight.stop_reason))
@@ -491,6 +510,7 @@ class EventProcessor:
             status = await self._until_done(
                 "complete", lambda: self.queue.remove_from_queued(event, result, token))
         except LeaseLost as exc:
+            self.metrics.ended(event.exec_command, "taken_over")
             log.warning("completed, but another claim runs the event now; it settles it",
                         extra=self._event_fields(flight, error=describe_error(exc)))
             return
@@ -498,6 +518,7 @@ class EventProcessor:
             log.warning("completed, but the event is gone (deleted by an operator?)",
                         extra=self._event_fields(flight, error=describe_error(exc)))
             return
+        self.metrics.ended(event.exec_command, "completed")
         log.info("event completed", extra=self._event_fields(flight, status=status))
 
     async def fail_event(self, flight: InFlight, error: BaseException) -> None:
@@ -508,9 +529,11 @@ class EventProcessor:
             times, due = await self._until_done(
                 "fail", lambda: self.queue.requeue_event(event, text, token))
         except LeaseLost as exc:
+            self.metrics.ended(event.exec_command, "taken_over")
             log.warning("failed, but the event was taken over",
                         extra=self._event_fields(flight, error=describe_error(exc)))
             return
+        self.metrics.ended(event.exec_command, "failed")
         log.warning("event failed, requeued", extra=self._event_fields(
             flight, error=text, times_queued=times, next_attempt_at=due.isoformat()))
 
@@ -521,9 +544,11 @@ class EventProcessor:
         try:
             await self._until_done("release", lambda: self.queue.release_event(event, token))
         except LeaseLost:
+            self.metrics.ended(event.exec_command, "taken_over")
             log.warning("hand-back skipped: the event was taken over",
                         extra=self._event_fields(flight))
             return
+        self.metrics.ended(event.exec_command, "handed_back")
         log.info("event handed back", extra=self._event_fields(flight, phase=phase))
 
     async def _hand_back_cancelled(self, flight: InFlight) -> None:
@@ -598,6 +623,7 @@ class EventProcessor:
         except QueueUnavailable as exc:
             self.outage.failed("renew", exc)
             return
+        self.metrics.leases_renewed.inc()
         if holding:
             flight.confirm_lock(sent)
             if lock == "retaken":
@@ -608,6 +634,7 @@ class EventProcessor:
         if flight.phase is Phase.SETTLING:
             return  # a renewal raced the completion; the settling call reports the real outcome
         if not flight.lease_lost:
+            self.metrics.leases_lost.inc()
             log.error("lease lost; the event may be claimed again elsewhere",
                       extra=self._event_fields(flight, phase=flight.phase.value))
             flight.lease_lost = True

@@ -18,11 +18,9 @@ import contextlib
 import json
 import logging
 import socket
-import time
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, ProcessCollector
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
     from event_processor.core.event_processor import EventProcessor
@@ -33,53 +31,11 @@ MAX_HEAD_BYTES = 8192
 READ_TIMEOUT = 5.0
 
 
-class ProcessorMetrics:
-    """Gauges read from the processor at each scrape (nothing to update on the hot path)."""
-
-    def __init__(self, processor: EventProcessor) -> None:
-        self.processor = processor
-        self.registry = CollectorRegistry(auto_describe=True)
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        gauges = {
-            "processor_events_in_flight": ("events this processor holds", self._in_flight),
-            "processor_events_waiting_for_account":
-                ("held events waiting for their account's lock", self._waiting),
-            "processor_stopping": ("1 once a stop was requested", self._stopping),
-            "processor_ibkr_connected": ("1 while the IBKR connection is up", self._ibkr),
-            "processor_heartbeat_age_seconds":
-                ("seconds since a heartbeat last reached Redis", self._heartbeat_age),
-        }
-        for name, (documentation, read) in gauges.items():
-            Gauge(name, documentation, registry=self.registry).set_function(read)
-
-    def render(self) -> bytes:
-        """The Prometheus text exposition."""
-        return generate_latest(self.registry)
-
-    def _in_flight(self) -> float:
-        return float(len(self.processor.flights))
-
-    def _waiting(self) -> float:
-        return float(self.processor.capacity.parked)
-
-    def _stopping(self) -> float:
-        return float(self.processor.stopping)
-
-    def _ibkr(self) -> float:
-        return float(bool(getattr(self.processor.context.broker, "connected", False)))
-
-    def _heartbeat_age(self) -> float:
-        beat = self.processor.last_heartbeat
-        return float("inf") if beat is None else time.monotonic() - beat
-
-
 class StatusServer:
     """Serves the three routes on a socket bound before the loop started."""
 
     def __init__(self, processor: EventProcessor, sock: socket.socket) -> None:
         self.processor = processor
-        self.metrics = ProcessorMetrics(processor)
         self.sock = sock
         self._server: asyncio.AbstractServer | None = None
 
@@ -114,7 +70,7 @@ class StatusServer:
         if method != "GET":
             return 405, "text/plain", b"method not allowed\n"
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, self.metrics.render()
+            return 200, CONTENT_TYPE_LATEST, self.processor.metrics.render()
         if path == "/health/live":
             return 200, "application/json", b'{"status":"alive"}'
         report = self.processor.health()

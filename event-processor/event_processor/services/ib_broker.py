@@ -108,8 +108,10 @@ class _Baseline:
 class IBBroker:
     """The Broker over ib_async (default) or ib_insync, one connection shared by all commands."""
 
-    def __init__(self, config: IBKRConfig) -> None:
+    def __init__(self, config: IBKRConfig, *,
+                 on_retry: Callable[[str], None] | None = None) -> None:
         self.config = config
+        self._on_retry = on_retry
         self._ib: Any = None
         self._lib: ModuleType | None = None
         self._connect_lock = asyncio.Lock()
@@ -156,7 +158,7 @@ class IBBroker:
             self._ib.disconnect()
         ib = self._library().IB()
         self._ib = ib
-        await connect_ib(ib, self.config)
+        await connect_ib(ib, self.config, on_retry=self._on_retry)
         if self.config.market_data_type != 1:
             ib.reqMarketDataType(self.config.market_data_type)
         log.info("connected to IBKR", extra={
@@ -303,7 +305,8 @@ class IBBroker:
 
         placed = await retry_with_config(attempt, self.config.order_retry,
                                          f"place order {request.describe()}",
-                                         retry_on=(OrderNotAcknowledged,))
+                                         retry_on=(OrderNotAcknowledged,),
+                                         on_retry=self._on_retry)
         return await self._outcome(account_id, request, placed)
 
     async def _attempt(self, account_id: str, request: OrderRequest, contract: Any,

@@ -8,6 +8,7 @@ plan's connection retry (Phase 2.3).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -312,16 +313,20 @@ class UnconfiguredBroker:
         """Nothing to close."""
 
 
-def create_broker(config: IBKRConfig) -> Broker:
-    """The processor's default broker: :class:`IBBroker` unless ``ibkr.enabled`` is false."""
+def create_broker(config: IBKRConfig, *, on_retry: Callable[[str], None] | None = None) -> Broker:
+    """The processor's default broker: :class:`IBBroker` unless ``ibkr.enabled`` is false.
+
+    ``on_retry`` is called with the operation's name before each connection or order retry.
+    """
     if not config.enabled:
         return UnconfiguredBroker()
     from event_processor.services.ib_broker import IBBroker
 
-    return IBBroker(config)
+    return IBBroker(config, on_retry=on_retry)
 
 
-async def connect_ib(ib: Any, config: IBKRConfig) -> None:
+async def connect_ib(ib: Any, config: IBKRConfig, *,
+                     on_retry: Callable[[str], None] | None = None) -> None:
     """Connect ``ib`` (an ib_async or ib_insync ``IB``) with the plan's fixed-delay connection retry.
 
     Raises IBKRUnavailable (carrying the number of attempts) after ``max_retries`` retries.
@@ -335,6 +340,7 @@ async def connect_ib(ib: Any, config: IBKRConfig) -> None:
 
     # Refused connections and connect timeouts are both OSError (TimeoutError is one since 3.3).
     try:
-        await retry_with_config(attempt, retry, "ibkr connect", retry_on=(OSError,))
+        await retry_with_config(attempt, retry, "ibkr connect", retry_on=(OSError,),
+                                on_retry=on_retry)
     except OSError as exc:
         raise IBKRUnavailable(retry.max_retries + 1, f"{type(exc).__name__}: {exc}") from exc

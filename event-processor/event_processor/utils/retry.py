@@ -21,12 +21,14 @@ async def retry_with_config(
     operation_name: str,
     *,
     retry_on: tuple[type[Exception], ...] = (Exception,),
+    on_retry: Callable[[str], None] | None = None,
 ) -> T:
     """Call ``func`` up to ``max_retries + 1`` times, ``delay`` seconds apart; return its result.
 
     Every attempt is logged. When the last attempt fails its error is re-raised unchanged, so the
     caller fails fast and the event goes back to the queue. Errors not in ``retry_on`` (and
-    cancellation) are never retried.
+    cancellation) are never retried. ``on_retry(operation_name)`` is called before each retry
+    (the processor counts them in its metrics).
     """
     attempts = retry_config.max_retries + 1
     for attempt in range(1, attempts + 1):
@@ -37,6 +39,8 @@ async def retry_with_config(
             _log_failure(operation_name, attempt, attempts, started, exc)
             if attempt == attempts:
                 raise
+        if on_retry is not None:
+            on_retry(operation_name)
         await asyncio.sleep(retry_config.delay)
     raise AssertionError("unreachable: the loop returns or raises")
 
