@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from event_queue.requests import Allocation
+from event_queue.requests import Allocation, InvalidTargets, check_allocations
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "config.yaml"
 CONFIG_PATH_ENV = "PROCESSOR_CONFIG"
@@ -121,14 +121,10 @@ class RebalanceConfig(_Section):
 
 def _check_strategies(strategies: dict[str, list[Allocation]]) -> dict[str, list[Allocation]]:
     for name, allocations in strategies.items():
-        symbols = [a.symbol for a in allocations]
-        repeated = sorted({s for s in symbols if symbols.count(s) > 1})
-        if repeated:
-            raise ValueError(f"strategy {name!r} lists symbols twice: {', '.join(repeated)}")
-        if sum(a.allocation for a in allocations) > 100.0 + 1e-9:
-            raise ValueError(f"strategy {name!r} allocates more than 100 percent")
-        if not allocations:
-            raise ValueError(f"strategy {name!r} has no allocations")
+        try:
+            check_allocations(allocations)  # the broker's and the planner's check
+        except InvalidTargets as exc:
+            raise ValueError(f"strategy {name!r}: {exc}") from None
     return strategies
 
 
