@@ -8,13 +8,18 @@ plan's connection retry (Phase 2.3).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from event_processor.config import IBKRConfig
 from event_processor.utils.retry import retry_with_config
 
 OrderType = Literal["MKT", "LMT", "MOC"]
+# reqMarketDataType / the ticker's marketDataType: what kind of data a quote is.
+LIVE, FROZEN, DELAYED, DELAYED_FROZEN = 1, 2, 3, 4
+MARKET_DATA_TYPES = {LIVE: "live", FROZEN: "frozen", DELAYED: "delayed",
+                     DELAYED_FROZEN: "delayed frozen"}
 
 
 class IBKRError(Exception):
@@ -128,18 +133,20 @@ class OrderNotFilled(IBKRError):
 
 @dataclass(frozen=True)
 class Position:
-    """One holding of an account, valued at its market price (never its average cost)."""
+    """One holding of an account, valued at its market price (never its average cost); price and
+    value are None when IBKR has no price for it (no market data), rather than a made-up one."""
 
     symbol: str
     quantity: float
-    market_price: float
-    market_value: float
+    market_price: float | None
+    market_value: float | None
     avg_cost: float
 
 
 @dataclass(frozen=True)
 class AccountEquity:
-    """The account's value and cash, in its base currency (from the account summary)."""
+    """The account's value and cash, in its base currency (from the account summary), and its
+    cash in each currency it holds (the ``$LEDGER:ALL`` summary; empty when IBKR sent none)."""
 
     net_liquidation: float
     cash: float
@@ -147,6 +154,7 @@ class AccountEquity:
     buying_power: float
     gross_position_value: float
     currency: str
+    cash_balances: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -168,13 +176,17 @@ class OpenOrder:
 
 @dataclass(frozen=True)
 class Quote:
-    """Bid, ask, last and close of a symbol (None when unknown), and the price to plan with."""
+    """Bid, ask, last and close of a symbol (None when unknown), the kind of data it is (live,
+    frozen, delayed: :data:`MARKET_DATA_TYPES`), and what IBKR said about the request, if anything
+    (e.g. error 354, no market data subscription)."""
 
     symbol: str
     bid: float | None
     ask: float | None
     last: float | None
     close: float | None
+    data_type: int = LIVE
+    notice: str | None = None
 
     @property
     def price(self) -> float:
@@ -214,6 +226,7 @@ class OrderRequest:
     order_type: OrderType
     order_ref: str
     limit_price: float | None = None
+    fill_timeout: float | None = None  # seconds to wait for the fill; None: ibkr.order_timeout
 
     def describe(self) -> str:
         """``BUY 10 SPY MKT ref=...``, for errors and logs."""
@@ -261,7 +274,7 @@ class Broker(Protocol):
         ...
 
     async def place_order(self, account_id: str, request: OrderRequest) -> OrderResult:
-        """Place an order for the account and wait for its outcome (MOC: its acknowledgement)."""
+        """Place an order for the account and wait until it is filled (or fails)."""
         ...
 
     async def close(self) -> None:
