@@ -190,7 +190,9 @@ class Quote:
 
     @property
     def price(self) -> float:
-        """The market price: last when it lies within bid/ask, else the mid, else last, else close."""
+        """The market price to value a holding with (``print-positions``): last when it lies within
+        bid/ask, else the mid, else last, else close. Never a price to trade on: a rebalance takes
+        only live two-sided quotes (``rebalancing/quotes.py``)."""
         mid = self.mid
         if self.last and (mid is None or _within(self.last, self.bid, self.ask)):
             return self.last
@@ -205,11 +207,6 @@ class Quote:
         if self.bid and self.ask and self.ask >= self.bid:
             return (self.bid + self.ask) / 2
         return None
-
-    def execution_price(self, action: str) -> float:
-        """Where a marketable order would fill: the ask for a BUY, the bid for a SELL."""
-        side = self.ask if action == "BUY" else self.bid
-        return side if side else self.price
 
 
 def _within(value: float, low: float | None, high: float | None) -> bool:
