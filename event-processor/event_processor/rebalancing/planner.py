@@ -22,6 +22,7 @@ left: an immediate re-run places no order.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,8 +38,10 @@ SHARE_EPSILON = 1e-9
 MAX_ROUNDS = 8
 # Steps of the search for the common dollar shortfall of cut BUYs.
 SHORTFALL_STEPS = 60
-# Swap moves tried per BUY after the top-up (each one strictly closer, so few are ever made).
-MAX_SWAPS_PER_BUY = 8
+# Swap moves made at most after the top-up (each one strictly closer, so few are ever made), and
+# the BUYs tried for each.
+MAX_SWAPS = 32
+SWAP_CANDIDATES = 8
 # A swap must come closer by more than float noise.
 GAIN_EPSILON = 1e-9
 
@@ -370,7 +373,7 @@ class _Book:
         shortfall = self._common_shortfall(deltas, buys, floor, reference)
         deltas.update({s: self._cut(s, goals[s].delta, shortfall, reference) for s in buys})
         self._top_up(deltas, goals, buys, floor, reference)
-        for _ in range(MAX_SWAPS_PER_BUY * len(buys)):
+        for _ in range(MAX_SWAPS):
             if not self._swap(deltas, goals, buys, floor, reference):
                 break
             self._top_up(deltas, goals, buys, floor, reference)  # what the swap left over
@@ -421,17 +424,21 @@ class _Book:
         that brings the portfolio closer to the targets; False when there is none.
 
         Whole shares make the cut a knapsack: topping up the cheapest shares first can leave an
-        expensive share out although giving up a few cheap ones for it comes closer.
+        expensive share out although giving up a few cheap ones for it comes closer. The BUYs whose
+        next share would close the most distance per dollar are tried.
         """
+        open_buys = [s for s in buys if deltas[s] < goals[s].delta]
+        candidates = sorted(open_buys, key=lambda s: (-self._value_per_dollar(s, deltas[s],
+                                                                               reference), s))
         best: dict[str, int] | None = None
         best_gain = 0.0
-        for symbol in buys:
-            if deltas[symbol] >= goals[symbol].delta:
-                continue
-            trial = self._paid_for(deltas, symbol, buys, floor, reference)
+        slack = self.slack(deltas)
+        for symbol in candidates[:SWAP_CANDIDATES]:
+            trial = self._paid_for(deltas, symbol, buys, slack, floor, reference)
             if trial is None:
                 continue
-            gain = self._distance(deltas, buys, reference) - self._distance(trial, buys, reference)
+            gain = sum(self._gap(s, deltas[s], reference) - self._gap(s, trial[s], reference)
+                       for s in trial)
             if gain > best_gain + GAIN_EPSILON:
                 best, best_gain = trial, gain
         if best is None:
@@ -439,29 +446,57 @@ class _Book:
         deltas.update(best)
         return True
 
-    def _paid_for(self, deltas: Mapping[str, int], symbol: str, buys: list[str], floor: float,
-                  reference: float) -> dict[str, int] | None:
-        """``deltas`` with one more share of ``symbol`` and as few shares of the other BUYs fewer
-        as pay for it (the least distance lost per dollar first), or None if they cannot."""
-        trial = {**deltas, symbol: deltas[symbol] + 1}
-        while self.slack(trial) < floor:
-            givers = [s for s in buys if s != symbol and trial[s] > 0]
+    def _paid_for(self, deltas: Mapping[str, int], symbol: str, buys: list[str], slack: float,
+                  floor: float, reference: float) -> dict[str, int] | None:
+        """The changed BUYs: one more share of ``symbol``, and as few shares of the others fewer
+        as pay for it (the least distance lost per dollar first); None if they cannot."""
+        trial = {symbol: deltas[symbol] + 1}
+        slack -= self.burden(symbol, trial[symbol]) - self.burden(symbol, deltas[symbol])
+        givers = [(self._value_per_dollar(s, deltas[s] - 1, reference), s)
+                  for s in buys if s != symbol and deltas[s] > 0]
+        heapq.heapify(givers)
+        giver = symbol  # no giver yet: the give-back below then does nothing
+        while slack < floor:
             if not givers:
                 return None
-            giver = min(givers, key=lambda s: (
-                -self._improvement(s, trial[s] - 1, reference)
-                / (self.burden(s, trial[s]) - self.burden(s, trial[s] - 1)), s))
-            trial[giver] -= 1
+            value, giver = heapq.heappop(givers)
+            held = trial.get(giver, deltas[giver])
+            shares = self._shares_to_give(giver, held, floor - slack, value,
+                                          givers[0][0] if givers else math.inf)
+            slack += self.burden(giver, held) - self.burden(giver, held - shares)
+            trial[giver] = held - shares
+            if held - shares > 0:
+                heapq.heappush(givers, (self._value_per_dollar(giver, held - shares - 1,
+                                                               reference), giver))
+        while giver != symbol and trial[giver] < deltas[giver]:  # cents: the estimate may overshoot
+            back = self.burden(giver, trial[giver] + 1) - self.burden(giver, trial[giver])
+            if slack - back < floor:
+                break
+            slack -= back
+            trial[giver] += 1
         return trial
 
-    def _distance(self, deltas: Mapping[str, int], buys: list[str], reference: float) -> float:
-        """Squared dollar distance of the BUYs from their targets."""
-        total = 0.0
-        for symbol in buys:
-            mark = self.prices[symbol].mark
-            gap = (self.held(symbol) + deltas[symbol] - self.ideal(symbol, reference)) * mark
-            total += gap * gap
-        return total
+    def _shares_to_give(self, giver: str, delta: int, needed: float, value: float,
+                        next_value: float) -> int:
+        """How many shares ``giver`` gives at once: enough to free ``needed``, but no more than
+        keep it the cheapest giver (its loss per dollar grows by 2·mark²/cost per share)."""
+        freed = self.burden(giver, delta) - self.burden(giver, delta - 1)
+        mark = self.prices[giver].mark
+        enough = math.ceil(needed / freed)
+        cheapest = math.floor((next_value - value) * freed / (2 * mark * mark)) + 1 \
+            if math.isfinite(next_value) else enough
+        return max(1, min(delta, enough, cheapest))
+
+    def _value_per_dollar(self, symbol: str, delta: int, reference: float) -> float:
+        """Squared distance one more share (on top of ``delta``) closes, per dollar of slack."""
+        cost = self.burden(symbol, delta + 1) - self.burden(symbol, delta)
+        return self._improvement(symbol, delta, reference) / cost
+
+    def _gap(self, symbol: str, delta: int, reference: float) -> float:
+        """Squared dollar distance of the holding from its target."""
+        mark = self.prices[symbol].mark
+        gap = (self.held(symbol) + delta - self.ideal(symbol, reference)) * mark
+        return gap * gap
 
     def _improvement(self, symbol: str, delta: int, reference: float) -> float:
         """How much one more share reduces the squared dollar distance to the target."""
