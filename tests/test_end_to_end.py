@@ -55,7 +55,13 @@ def redis_for_stack() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-async def stack(redis_for_stack: RedisServer, tmp_path: Path) -> AsyncIterator[Stack]:
+def ib_library() -> str:
+    """The processor's IB client library (``ibkr.library``); tests parametrize it to run both."""
+    return "ib_async"
+
+
+@pytest.fixture
+async def stack(redis_for_stack: RedisServer, tmp_path: Path, ib_library: str) -> AsyncIterator[Stack]:
     ports = {name: free_port() for name in ("broker", "management", "ib", "admin", "processor")}
     common = {"REDIS_URL": redis_for_stack.url,
               "ACCOUNTS_FILE": str(ROOT / "config" / "accounts.yaml")}
@@ -64,7 +70,8 @@ async def stack(redis_for_stack: RedisServer, tmp_path: Path) -> AsyncIterator[S
               str(ports["admin"]), "--accounts", str(ROOT / "ibkr-simulator/accounts.demo.yaml")),
         start("event_processor", {**common, "IB_HOST": "127.0.0.1", "IB_PORT": str(ports["ib"]),
                                   "PROCESSOR_PORT": str(ports["processor"]),
-                                  "PROCESSOR_PROCESSING__REQUEUE_DELAY": "1"}),
+                                  "PROCESSOR_PROCESSING__REQUEUE_DELAY": "1",
+                                  "PROCESSOR_IBKR__LIBRARY": ib_library}),
         start("event_broker", {**common, "WEBHOOK_TOKEN": TOKEN, "PORT": str(ports["broker"])}),
         start("management_service", {**common, "MANAGEMENT_API_KEY": API_KEY,
                                      "MANAGEMENT_PORT": str(ports["management"])}),
@@ -101,6 +108,7 @@ async def wait_until_idle(client: httpx.AsyncClient, stack: Stack, *, timeout: f
     raise AssertionError(f"events still live: {status}")
 
 
+@pytest.mark.parametrize("ib_library", ["ib_async", "ib_insync"])
 async def test_a_webhook_rebalances_the_account_in_the_simulator(stack: Stack) -> None:
     targets = {"SPY": 60.0, "AGG": 38.0}
     allocations = [{"symbol": s, "allocation": a} for s, a in targets.items()]

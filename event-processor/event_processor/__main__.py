@@ -75,12 +75,21 @@ async def serve(settings: Settings, registry: Registry, sock: socket.socket | No
 
 def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
     if not settings.processing.use_uvloop:
-        return None
+        return None  # asyncio.Runner then makes its own loop the thread's current one
     try:
         import uvloop
     except ImportError:
         return None
-    return uvloop.new_event_loop
+
+    def current_uvloop() -> asyncio.AbstractEventLoop:
+        # asyncio.Runner does not make a factory's loop the thread's current loop, but ib_insync
+        # looks its loop up through the policy (util.getLoop), so it would build its socket on
+        # another loop and every connection would fail with "attached to a different loop".
+        loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(loop)
+        return loop
+
+    return current_uvloop
 
 
 def healthcheck(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from event_queue.cli import ConfigProblem, clean
 from event_queue.cli import read_yaml as read_yaml_file
 from event_queue.connections import InvalidRedisUrl, parse_url
 from event_queue.keys import DEFAULT_PREFIX, PREFIX_PATTERN
-from event_queue.requests import Allocation
+from event_queue.requests import Allocation, InvalidTargets, check_allocations
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "config.yaml"
 CONFIG_PATH_ENV = "PROCESSOR_CONFIG"
@@ -118,25 +118,64 @@ class IBKRConfig(_Section):
         return data
 
 
+# Rebalance keys that were replaced, and by what.
+REPLACED_REBALANCE_KEYS: Mapping[str, str] = {
+    "buy_cost_buffer_percent": "buy_cost_buffer_percent was replaced by commissions (IBKR's fixed or "
+                               "tiered plan, budgeted exactly) and slippage_percent (a margin on "
+                               "every execution price)",
+}
+
+
+class CommissionConfig(_Section):
+    """The account's IBKR Pro commission plan for US stocks, budgeted on every order.
+
+    ``model`` picks IBKR's published plan (fixed: 0.005 per share, minimum 1.00, maximum 1 % of the
+    trade value; tiered: 0.0035, minimum 0.35, maximum 1 %, plus exchange and clearing fees per
+    share); every other key overrides one figure of it. Sales also pay the SEC fee and FINRA TAF.
+    """
+
+    model: Literal["fixed", "tiered"] = "fixed"
+    per_share: float | None = Field(default=None, ge=0, le=1)
+    minimum: float | None = Field(default=None, ge=0, le=100)
+    maximum_percent: float | None = Field(default=None, gt=0, le=100)
+    fees_per_share: float | None = Field(default=None, ge=0, le=1)
+    sec_fee_rate: float | None = Field(default=None, ge=0, le=0.01)
+    taf_per_share: float | None = Field(default=None, ge=0, le=0.01)
+    taf_maximum: float | None = Field(default=None, ge=0, le=100)
+
+
 class RebalanceConfig(_Section):
-    """Where account defaults come from and the limits of order sizing."""
+    """Where account defaults come from, what a rebalance costs, which prices it trades on, and
+    how far a holding may drift before it is traded."""
 
     accounts_file: Path | None = None
-    min_order_value: float = Field(default=100.0, ge=0)
-    buy_cost_buffer_percent: float = Field(default=0.2, ge=0, le=10)
     default_order_type: Literal["MKT", "LMT", "MOC"] = "MKT"
+    commissions: CommissionConfig = CommissionConfig()
+    slippage_percent: float = Field(default=0.1, ge=0, le=10)
+    max_spread_percent: float = Field(default=1.0, gt=0, le=50)
+    allow_delayed_quotes: bool = False
+    allow_other_currencies: bool = False
+    drift_band_percent: float = Field(default=5.0, ge=0, le=100)
+    min_order_value: float = Field(default=100.0, ge=0)
+    moc_fill_timeout: float = Field(default=90_000.0, gt=0, le=7 * 86_400)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_replaced_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            replaced = [REPLACED_REBALANCE_KEYS[key] for key in data
+                        if key in REPLACED_REBALANCE_KEYS]
+            if replaced:
+                raise ValueError("; ".join(replaced))
+        return data
 
 
 def _check_strategies(strategies: dict[str, list[Allocation]]) -> dict[str, list[Allocation]]:
     for name, allocations in strategies.items():
-        symbols = [a.symbol for a in allocations]
-        repeated = sorted({s for s in symbols if symbols.count(s) > 1})
-        if repeated:
-            raise ValueError(f"strategy {name!r} lists symbols twice: {', '.join(repeated)}")
-        if sum(a.allocation for a in allocations) > 100.0 + 1e-9:
-            raise ValueError(f"strategy {name!r} allocates more than 100 percent")
-        if not allocations:
-            raise ValueError(f"strategy {name!r} has no allocations")
+        try:
+            check_allocations(allocations)  # the broker's and the planner's check
+        except InvalidTargets as exc:
+            raise ValueError(f"strategy {name!r}: {exc}") from None
     return strategies
 
 

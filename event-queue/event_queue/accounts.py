@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from event_queue.cli import ConfigProblem, clean, read_yaml
 from event_queue.events import validate_account_id
+from event_queue.weights import check_cash_reserve
 
 
 class AccountsFileError(ConfigProblem, ValueError):
@@ -52,9 +53,15 @@ class Account(BaseModel):
     account_id: str
     enabled: bool = True
     strategy: str | None = None
-    cash_reserve_percent: float = Field(default=0.0, ge=0, le=100)
+    cash_reserve_percent: float = Field(default=0.0, allow_inf_nan=False)
 
     _check_account = field_validator("account_id")(validate_account_id)
+
+    @field_validator("cash_reserve_percent")
+    @classmethod
+    def _sane_reserve(cls, percent: float) -> float:
+        check_cash_reserve(percent)
+        return percent
 
 
 class Accounts(BaseModel):

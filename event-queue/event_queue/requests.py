@@ -6,14 +6,33 @@ and reject exactly the same input.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from event_queue.accounts import Accounts
 from event_queue.events import ExecCommand, NewEvent, validate_account_id
+from event_queue.weights import (
+    MAX_CASH_RESERVE_PERCENT,
+    InvalidTargets,
+    check_cash_reserve,
+    check_weights,
+)
 
 Symbol = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9.]{0,11}$")]
+
+__all__ = ["Allocation", "CommandData", "EventRequest", "InvalidTargets", "check_allocations",
+           "check_cash_reserve", "check_weights"]
+
+
+def check_allocations(allocations: Sequence[Allocation]) -> None:
+    """Refuse an allocation list naming a symbol twice, or whose weights cannot be met."""
+    symbols = [a.symbol for a in allocations]
+    repeated = sorted({s for s in symbols if symbols.count(s) > 1})
+    if repeated:
+        raise InvalidTargets(f"symbols listed twice: {', '.join(repeated)}")
+    check_weights({a.symbol: a.allocation for a in allocations})
 
 
 class Allocation(BaseModel):
@@ -22,31 +41,38 @@ class Allocation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     symbol: Symbol
-    allocation: float = Field(ge=0, le=100)
+    allocation: float = Field(ge=0, le=100, allow_inf_nan=False)
 
 
 class CommandData(BaseModel):
-    """Parameters of a command. Everything is optional; the account's defaults fill the gaps."""
+    """Parameters of a command. Everything is optional; the account's defaults fill the gaps.
+
+    ``allocations``, when given, must list at least one symbol: an empty list is refused rather than
+    read as "not given", which would trade the account's default strategy instead.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     strategy: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     allocations: list[Allocation] | None = Field(default=None, max_length=500)
-    cash_reserve_percent: float | None = Field(default=None, ge=0, le=100)
+    cash_reserve_percent: float | None = Field(
+        default=None, allow_inf_nan=False,
+        json_schema_extra={"minimum": 0, "exclusiveMaximum": MAX_CASH_RESERVE_PERCENT})
     order_type: Literal["MKT", "LMT", "MOC"] | None = None
 
     @field_validator("allocations")
     @classmethod
     def _sane_allocations(cls, allocations: list[Allocation] | None) -> list[Allocation] | None:
-        if allocations is None:
-            return None
-        symbols = [a.symbol for a in allocations]
-        repeated = sorted({s for s in symbols if symbols.count(s) > 1})
-        if repeated:
-            raise ValueError(f"symbols listed twice: {', '.join(repeated)}")
-        if sum(a.allocation for a in allocations) > 100.0 + 1e-9:
-            raise ValueError("allocations add up to more than 100 percent")
+        if allocations is not None:
+            check_allocations(allocations)
         return allocations
+
+    @field_validator("cash_reserve_percent")
+    @classmethod
+    def _sane_reserve(cls, percent: float | None) -> float | None:
+        if percent is not None:
+            check_cash_reserve(percent)
+        return percent
 
 
 class EventRequest(BaseModel):

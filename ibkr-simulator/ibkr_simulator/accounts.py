@@ -1,7 +1,9 @@
 """Account ledgers: cash, positions, fills and the values IB reports for an account.
 
 The model is a US cash account: positions are fully paid, so the initial and maintenance
-margin equal the gross position value and the available funds equal the cash.
+margin equal the gross position value and the available funds equal the cash. Stocks trade in
+USD against the USD cash; an account may also hold cash in other currencies and report in another
+base currency (``base_currency``), its values converted at the market's exchange rates.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from dataclasses import dataclass, field
 
 from .market import Market
 
-BASE_CURRENCY = "USD"
+TRADING_CURRENCY = "USD"
+# Tags of the per-currency ledger (reqAccountSummary with "$LEDGER", "$LEDGER:ALL", "$LEDGER:EUR").
+LEDGER_TAGS = ("CashBalance", "TotalCashBalance", "StockMarketValue", "NetLiquidationByCurrency",
+               "ExchangeRate")
 
 
 @dataclass
@@ -34,8 +39,14 @@ class Account:
     """One managed account."""
 
     account_id: str
-    cash: float
+    cash: float  # USD, the currency every trade settles in
     holdings: dict[str, Holding] = field(default_factory=dict)
+    base_currency: str = TRADING_CURRENCY
+    other_cash: dict[str, float] = field(default_factory=dict)  # cash in other currencies
+
+    def cash_in_usd(self, market: Market) -> float:
+        """All cash, in USD at the market's exchange rates."""
+        return self.cash + sum(v * market.usd_per(c) for c, v in self.other_cash.items())
 
     def set_position(self, symbol: str, quantity: float, avg_cost: float) -> None:
         """Overwrite a position (quantity 0 removes it)."""
@@ -116,18 +127,21 @@ def value_holdings(account: Account, market: Market) -> list[Valuation]:
 
 
 def account_values(account: Account, market: Market) -> dict[str, float]:
-    """The numeric account tags (all in USD) consistent with cash, positions and prices."""
+    """The numeric account tags, in the account's base currency, consistent with cash, positions
+    and prices."""
+    to_base = 1.0 / market.usd_per(account.base_currency)
     rows = value_holdings(account, market)
-    long_value = sum(r.market_value for r in rows if r.quantity > 0)
-    gross = sum(abs(r.market_value) for r in rows)
-    net_liq = account.cash + sum(r.market_value for r in rows)
+    long_value = sum(r.market_value for r in rows if r.quantity > 0) * to_base
+    gross = sum(abs(r.market_value) for r in rows) * to_base
+    cash = account.cash_in_usd(market) * to_base
+    net_liq = cash + sum(r.market_value for r in rows) * to_base
     margin = gross
     available = net_liq - margin
     return {
         "NetLiquidation": net_liq,
-        "TotalCashValue": account.cash,
-        "SettledCash": account.cash,
-        "CashBalance": account.cash,
+        "TotalCashValue": cash,
+        "SettledCash": cash,
+        "CashBalance": cash,
         "AccruedCash": 0.0,
         "StockMarketValue": long_value,
         "GrossPositionValue": gross,
@@ -147,19 +161,43 @@ def account_values(account: Account, market: Market) -> dict[str, float]:
         "BuyingPower": max(available, 0.0),
         "Cushion": available / net_liq if net_liq else 0.0,
         "Leverage": gross / net_liq if net_liq else 0.0,
-        "UnrealizedPnL": sum(r.unrealized_pnl for r in rows),
-        "RealizedPnL": sum(r.realized_pnl for r in rows),
+        "UnrealizedPnL": sum(r.unrealized_pnl for r in rows) * to_base,
+        "RealizedPnL": sum(r.realized_pnl for r in rows) * to_base,
     }
 
 
 def account_tags(account: Account, market: Market) -> list[tuple[str, str, str]]:
-    """(tag, value, currency) rows as IB reports them for an account."""
+    """(tag, value, currency) rows as IB reports them for an account, in its base currency."""
+    base = account.base_currency
     rows = [
         ("AccountCode", account.account_id, ""),
         ("AccountType", "INDIVIDUAL", ""),
-        ("Currency", BASE_CURRENCY, BASE_CURRENCY),
+        ("Currency", base, base),
     ]
     for tag, value in account_values(account, market).items():
         rows.append((tag, f"{value:.2f}" if tag not in ("Cushion", "Leverage") else f"{value:.4f}",
-                     BASE_CURRENCY))
+                     base))
+    return rows
+
+
+def ledger_tags(account: Account, market: Market, which: str) -> list[tuple[str, str, str]]:
+    """The per-currency ledger rows for ``$LEDGER`` (``which`` "BASE"), ``$LEDGER:ALL`` ("ALL")
+    or ``$LEDGER:<currency>``: cash, stock value and net liquidation per currency, and "BASE" totals."""
+    base_rate = market.usd_per(account.base_currency)
+    stocks = sum(r.market_value for r in value_holdings(account, market))
+    balances = {TRADING_CURRENCY: account.cash, **account.other_cash}
+    wanted = [*balances, "BASE"] if which == "ALL" else [which]
+    rows = []
+    for currency in wanted:
+        if currency == "BASE":
+            cash = account.cash_in_usd(market) / base_rate
+            values = (cash, cash, stocks / base_rate, cash + stocks / base_rate, 1.0)
+        elif currency in balances:
+            cash = balances[currency]
+            held = stocks if currency == TRADING_CURRENCY else 0.0
+            values = (cash, cash, held, cash + held, market.usd_per(currency) / base_rate)
+        else:
+            continue
+        rows += [(tag, f"{value:.2f}" if tag != "ExchangeRate" else f"{value:.6f}", currency)
+                 for tag, value in zip(LEDGER_TAGS, values, strict=True)]
     return rows

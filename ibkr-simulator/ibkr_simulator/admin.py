@@ -29,9 +29,15 @@ class Admin:
         """Change some prices of a symbol; resting orders are re-checked and may fill."""
         self._broker.set_price(symbol, bid=bid, ask=ask, last=last, close=close)
 
-    async def set_cash(self, account: str, cash: float) -> None:
-        """Overwrite an account's cash balance (USD)."""
-        self._broker.set_cash(account, cash)
+    async def set_cash(self, account: str, cash: float, currency: str = "USD") -> None:
+        """Overwrite an account's cash balance in one currency (USD, the trading currency, by
+        default; another needs an exchange rate in the configuration's ``fx_rates``)."""
+        self._broker.set_cash(account, cash, currency.upper())
+
+    async def set_market_data(self, symbol: str, live: bool) -> None:
+        """Give (True) or take away (False) live market data for a symbol: without it, live
+        requests get error 354 and delayed requests get delayed data."""
+        self._broker.set_live_data(symbol, live)
 
     async def set_position(self, account: str, symbol: str, quantity: float,
                            avg_cost: float = 0.0) -> None:

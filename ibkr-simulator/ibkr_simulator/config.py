@@ -1,4 +1,4 @@
-"""Simulator configuration: accounts, prices and commissions, loaded from YAML."""
+"""Simulator configuration: accounts, prices, market data, currencies and commissions, from YAML."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from typing import Any
 
 from event_queue.cli import ConfigProblem, read_yaml
 
+from .commissions import CommissionPlan, plan_from_dict
+
+TRADING_CURRENCY = "USD"
 MIN_SERVER_VERSION = 157
 MAX_SERVER_VERSION = 178
 DEFAULT_SERVER_VERSION = 157
@@ -31,6 +34,7 @@ class InstrumentConfig:
     primary_exchange: str = "NASDAQ"
     stock_type: str = "COMMON"
     long_name: str = ""
+    live_data: bool = True  # False: the login has no live subscription, only delayed data
 
 
 @dataclass
@@ -44,11 +48,13 @@ class PositionConfig:
 
 @dataclass
 class AccountConfig:
-    """An opening account: id, cash in USD and positions."""
+    """An opening account: id, USD cash, positions, base currency and cash in other currencies."""
 
     account_id: str
     cash: float
     positions: list[PositionConfig] = field(default_factory=list)
+    base_currency: str = TRADING_CURRENCY
+    other_cash: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,9 +63,9 @@ class SimulatorConfig:
 
     accounts: list[AccountConfig]
     instruments: list[InstrumentConfig]
-    commission_per_share: float = 0.005
-    min_commission: float = 1.0
+    commissions: CommissionPlan = field(default_factory=CommissionPlan)
     server_version: int = DEFAULT_SERVER_VERSION
+    fx_rates: dict[str, float] = field(default_factory=dict)  # USD per unit of each currency
 
     def __post_init__(self) -> None:
         validate(self)
@@ -87,10 +93,23 @@ def validate(config: SimulatorConfig) -> None:
         for pos in account.positions:
             if pos.symbol not in symbols:
                 raise ConfigError(f"{account.account_id}: position in unpriced symbol {pos.symbol}")
+    _validate_currencies(config)
     if not MIN_SERVER_VERSION <= config.server_version <= MAX_SERVER_VERSION:
         raise ConfigError(
             f"server_version must be in {MIN_SERVER_VERSION}..{MAX_SERVER_VERSION}"
         )
+
+
+def _validate_currencies(config: SimulatorConfig) -> None:
+    if any(rate <= 0 for rate in config.fx_rates.values()):
+        raise ConfigError("fx_rates must be positive (USD per unit of the currency)")
+    for account in config.accounts:
+        used = {account.base_currency, *account.other_cash} - {TRADING_CURRENCY}
+        missing = sorted(used - set(config.fx_rates))
+        if missing:
+            raise ConfigError(f"{account.account_id}: no fx_rates for {', '.join(missing)}")
+        if TRADING_CURRENCY in account.other_cash:
+            raise ConfigError(f"{account.account_id}: USD cash is 'cash', not in cash_balances")
 
 
 def _instrument(symbol: str, raw: dict[str, Any]) -> InstrumentConfig:
@@ -105,6 +124,7 @@ def _instrument(symbol: str, raw: dict[str, Any]) -> InstrumentConfig:
         primary_exchange=str(raw.get("primary_exchange", "NASDAQ")),
         stock_type=str(raw.get("stock_type", "COMMON")).upper(),
         long_name=str(raw.get("long_name", symbol)),
+        live_data=bool(raw.get("live_data", True)),
     )
 
 
@@ -124,7 +144,20 @@ def _account(raw: Any, index: int) -> AccountConfig:
                               "(and optionally avg_cost)")
         positions.append(PositionConfig(symbol=str(p["symbol"]), quantity=float(p["quantity"]),
                                         avg_cost=float(p.get("avg_cost", 0.0))))
-    return AccountConfig(str(raw["id"]), float(raw.get("cash", 0.0)), positions)
+    return AccountConfig(
+        str(raw["id"]), float(raw.get("cash", 0.0)), positions,
+        base_currency=str(raw.get("base_currency", TRADING_CURRENCY)).upper(),
+        other_cash={str(c).upper(): float(v) for c, v in (raw.get("cash_balances") or {}).items()},
+    )
+
+
+def _commissions(raw: dict[str, Any]) -> CommissionPlan:
+    """The ``commissions`` block, or the older ``commission_per_share`` / ``min_commission`` keys
+    (a fixed commission with no pass-through fees)."""
+    if "commissions" in raw:
+        return plan_from_dict(dict(raw["commissions"] or {}))
+    return CommissionPlan(per_share=float(raw.get("commission_per_share", 0.005)),
+                          minimum=float(raw.get("min_commission", 1.0)))
 
 
 def config_from_dict(raw: dict[str, Any]) -> SimulatorConfig:
@@ -138,9 +171,9 @@ def config_from_dict(raw: dict[str, Any]) -> SimulatorConfig:
         return SimulatorConfig(
             accounts=accounts,
             instruments=instruments,
-            commission_per_share=float(raw.get("commission_per_share", 0.005)),
-            min_commission=float(raw.get("min_commission", 1.0)),
+            commissions=_commissions(raw),
             server_version=int(raw.get("server_version", DEFAULT_SERVER_VERSION)),
+            fx_rates={str(c).upper(): float(r) for c, r in (raw.get("fx_rates") or {}).items()},
         )
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):

@@ -5,7 +5,8 @@ Routes (all answers are JSON):
     GET  /health                                  {"ok": true}
     GET  /state                                   full state
     POST /prices/{symbol}                         {"bid":..,"ask":..,"last":..,"close":..}
-    POST /accounts/{account}/cash                 {"cash": 1000}
+    POST /accounts/{account}/cash                 {"cash": 1000, "currency": "USD"}
+    POST /market-data/{symbol}                    {"live": false}   (delayed data only)
     POST /accounts/{account}/positions/{symbol}   {"quantity": 10, "avg_cost": 100}
     POST /auction/close                           {"prices": {"SPY": 500}}   (optional)
     POST /faults/refuse-connections               {"refuse": true}
@@ -56,7 +57,11 @@ async def _price(a: Admin, p: dict[str, str], b: dict[str, Any]) -> Any:
 
 
 async def _cash(a: Admin, p: dict[str, str], b: dict[str, Any]) -> Any:
-    await a.set_cash(p["account"], float(b["cash"]))
+    await a.set_cash(p["account"], float(b["cash"]), str(b.get("currency", "USD")))
+
+
+async def _market_data(a: Admin, p: dict[str, str], b: dict[str, Any]) -> Any:
+    await a.set_market_data(p["symbol"], bool(b["live"]))
 
 
 async def _position(a: Admin, p: dict[str, str], b: dict[str, Any]) -> Any:
@@ -102,6 +107,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
     ("POST", re.compile(r"/prices/(?P<symbol>[^/]+)"), _price),
     ("POST", re.compile(r"/accounts/(?P<account>[^/]+)/cash"), _cash),
     ("POST", re.compile(r"/accounts/(?P<account>[^/]+)/positions/(?P<symbol>[^/]+)"), _position),
+    ("POST", re.compile(r"/market-data/(?P<symbol>[^/]+)"), _market_data),
     ("POST", re.compile(r"/auction/close"), _auction),
     ("POST", re.compile(r"/faults/refuse-connections"), _refuse),
     ("POST", re.compile(r"/faults/drop-connections"), _drop),

@@ -1,4 +1,4 @@
-"""Instruments (US stocks and ETFs on SMART) and their quotes."""
+"""Instruments (US stocks and ETFs on SMART), their quotes, and exchange rates."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ class Instrument:
     long_name: str
     currency: str = "USD"
     sec_type: str = "STK"
+    live_data: bool = True  # False: only delayed data (no live subscription for this login)
 
 
 @dataclass
@@ -51,18 +52,21 @@ class ContractQuery:
 
 
 class Market:
-    """All known instruments and their current quotes."""
+    """All known instruments, their current quotes, and the USD value of other currencies."""
 
-    def __init__(self, instruments: list[InstrumentConfig]) -> None:
+    def __init__(self, instruments: list[InstrumentConfig],
+                 fx_rates: dict[str, float] | None = None) -> None:
         self.instruments: dict[str, Instrument] = {}
         self.quotes: dict[str, Quote] = {}
+        self.fx_rates: dict[str, float] = {"USD": 1.0, **(fx_rates or {})}
         for cfg in instruments:
             self.add(cfg)
 
     def add(self, cfg: InstrumentConfig) -> None:
         """Add or replace an instrument and its quote."""
         self.instruments[cfg.symbol] = Instrument(
-            cfg.symbol, cfg.con_id, cfg.primary_exchange, cfg.stock_type, cfg.long_name
+            cfg.symbol, cfg.con_id, cfg.primary_exchange, cfg.stock_type, cfg.long_name,
+            live_data=cfg.live_data,
         )
         self.quotes[cfg.symbol] = Quote(cfg.bid, cfg.ask, cfg.last, cfg.close)
 
@@ -71,6 +75,14 @@ class Market:
         if symbol not in self.instruments:
             self.add(InstrumentConfig(symbol, 0.0, 0.0, 0.0, 0.0, stable_con_id(symbol)))
         return self.instruments[symbol]
+
+    def usd_per(self, currency: str) -> float:
+        """USD per unit of ``currency`` (1 for USD)."""
+        return self.fx_rates[currency]
+
+    def set_live_data(self, symbol: str, live: bool) -> None:
+        """Give (True) or take away (False) the login's live data for a symbol."""
+        self.ensure(symbol).live_data = live
 
     def quote(self, symbol: str) -> Quote:
         """The quote of a known symbol."""

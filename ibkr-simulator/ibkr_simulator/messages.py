@@ -126,6 +126,9 @@ ERR_DUPLICATE_CLIENT_ID = (
 )
 ERR_UNSUPPORTED_ORDER = (387, "Unsupported order type for this exchange and security type.")
 ERR_ORDER_NOT_FOUND = 10147
+ERR_NOT_SUBSCRIBED = (354, "Requested market data is not subscribed. Delayed market data is "
+                           "available.")
+WARN_DELAYED = (10167, "Requested market data is not subscribed. Displaying delayed market data.")
 FARM_MESSAGES = (
     (2104, "Market data farm connection is OK:usfarm"),
     (2106, "HMDS data farm connection is OK:ushmds"),

@@ -142,10 +142,3 @@ def reference_price(order_type: str, action: str, lmt_price: float | None, quote
         return lmt_price
     side_price = quote.ask if action == "BUY" else quote.bid
     return side_price if side_price > 0 else quote.mark()
-
-
-def commission_for(qty: float, price: float, per_share: float, minimum: float) -> float:
-    """IB-style fixed commission: per share, at least the minimum, at most 1% of value."""
-    fee = max(abs(qty) * per_share, minimum)
-    cap = abs(qty) * price * 0.01
-    return round(min(fee, cap) if cap > 0 else fee, 4)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from . import messages as m
-from .accounts import account_tags, value_holdings
+from .accounts import account_tags, ledger_tags, value_holdings
 from .config import MIN_SERVER_VERSION
 from .market import Instrument
 from .orders import Execution, SimOrder
@@ -219,18 +219,36 @@ class Session:
         self.market_data_type = to_int(fields[2], 1) if len(fields) > 2 else 1
 
     def req_mkt_data(self, fields: list[str]) -> None:
-        """1: snapshot (ticks then 57) or streaming ticks."""
+        """1: snapshot (ticks then 57) or streaming ticks.
+
+        Without a live subscription for the symbol (``live_data: false``), live requests (types 1
+        and 2) get error 354 and no data, as IB answers them; delayed requests (3 and 4) get delayed
+        ticks, marked by type 3 / 4 and warning 10167. With one, delayed requests get live data.
+        """
         req = parse_market_data(fields)
         inst = self.broker.resolve(req.contract)
         if inst is None:
             self.error(req.req_id, *m.ERR_NO_SECURITY)
             return
-        self.send(m.market_data_type(req.req_id, self.market_data_type))
+        data_type = self._data_type(inst)
+        if data_type is None:
+            self.error(req.req_id, *m.ERR_NOT_SUBSCRIBED)
+            return
+        if data_type in (3, 4):
+            self.error(req.req_id, *m.WARN_DELAYED)
+        self.send(m.market_data_type(req.req_id, data_type))
         self._send_ticks(req.req_id, inst.symbol)
         if req.snapshot:
             self.send(m.tick_snapshot_end(req.req_id))
         else:
             self.tickers[req.req_id] = inst.symbol
+
+    def _data_type(self, inst: Instrument) -> int | None:
+        """The market data type this client gets for the instrument; None: none at all."""
+        requested = self.market_data_type
+        if inst.live_data:
+            return 2 if requested in (2, 4) else 1
+        return requested if requested in (3, 4) else None
 
     def cancel_mkt_data(self, fields: list[str]) -> None:
         """2: stop streaming."""
@@ -238,7 +256,7 @@ class Session:
 
     def _send_ticks(self, req_id: int, symbol: str) -> None:
         quote = self.broker.market.quote(symbol)
-        delayed = self.market_data_type in (3, 4)
+        delayed = self._data_type(self.broker.market.instruments[symbol]) in (3, 4)
         ticks = ((m.TICK_BID, quote.bid, QUOTE_SIZE), (m.TICK_ASK, quote.ask, QUOTE_SIZE),
                  (m.TICK_LAST, quote.last, QUOTE_SIZE), (m.TICK_CLOSE, quote.close, 0.0))
         for tick_type, price, size in ticks:
@@ -433,9 +451,12 @@ class Session:
 
     def _send_summary(self, req_id: int, account_id: str) -> None:
         wanted = self.summary_subs.get(req_id, set())
-        for tag, value, currency in self._tags(account_id):
-            if tag in wanted:
-                self.send(m.account_summary(req_id, account_id, tag, value, currency))
+        rows = [row for row in self._tags(account_id) if row[0] in wanted]
+        for tag in sorted(t for t in wanted if t.startswith("$LEDGER")):
+            which = tag.partition(":")[2].upper() or "BASE"
+            rows += ledger_tags(self.broker.accounts[account_id], self.broker.market, which)
+        for tag, value, currency in rows:
+            self.send(m.account_summary(req_id, account_id, tag, value, currency))
 
     def _inst(self, symbol: str) -> Instrument:
         return self.broker.market.ensure(symbol)

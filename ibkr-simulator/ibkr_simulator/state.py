@@ -22,7 +22,6 @@ from .orders import (
     Execution,
     OrderRequest,
     SimOrder,
-    commission_for,
     fill_price,
     reference_price,
 )
@@ -67,10 +66,12 @@ class Broker:
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
-        self.market = Market(config.instruments)
+        self.market = Market(config.instruments, config.fx_rates)
         self.accounts: dict[str, Account] = {}
         for acct in config.accounts:
-            account = self.accounts[acct.account_id] = Account(acct.account_id, acct.cash)
+            account = self.accounts[acct.account_id] = Account(
+                acct.account_id, acct.cash, base_currency=acct.base_currency,
+                other_cash=dict(acct.other_cash))
             for pos in acct.positions:
                 account.set_position(pos.symbol, pos.quantity, pos.avg_cost)
         self.orders: dict[int, SimOrder] = {}
@@ -117,6 +118,8 @@ class Broker:
             "accounts": {
                 acct_id: {
                     "cash": acct.cash,
+                    "base_currency": acct.base_currency,
+                    "cash_balances": dict(acct.other_cash),
                     "positions": {
                         s: {"quantity": h.quantity, "avg_cost": h.avg_cost,
                             "realized_pnl": h.realized_pnl}
@@ -146,10 +149,19 @@ class Broker:
                 order.hold_remainder = False
                 self._work(order)
 
-    def set_cash(self, account_id: str, cash: float) -> None:
-        """Overwrite an account's cash."""
-        self._account(account_id).cash = float(cash)
+    def set_cash(self, account_id: str, cash: float, currency: str = "USD") -> None:
+        """Overwrite an account's cash in one currency (USD, the trading currency, by default)."""
+        account = self._account(account_id)
+        if currency == "USD":
+            account.cash = float(cash)
+        else:
+            self.market.usd_per(currency)  # KeyError for a currency without an exchange rate
+            account.other_cash[currency] = float(cash)
         self._notify_account(account_id)
+
+    def set_live_data(self, symbol: str, live: bool) -> None:
+        """Give or take away the login's live market data for a symbol (else: delayed only)."""
+        self.market.set_live_data(symbol, live)
 
     def set_position(self, account_id: str, symbol: str, quantity: float, avg_cost: float) -> None:
         """Overwrite a position (0 removes it); unknown symbols are added unpriced."""
@@ -290,9 +302,7 @@ class Broker:
     def _estimate(self, symbol: str, order_type: str, action: str, lmt: float | None,
                   qty: float) -> tuple[float, float]:
         price = reference_price(order_type, action, lmt, self.market.quote(symbol))
-        fee = commission_for(qty, price, self.config.commission_per_share,
-                             self.config.min_commission)
-        return price, fee
+        return price, self.config.commissions.charge(action, qty, price)
 
     def _reserved_cash(self, account_id: str) -> float:
         total = 0.0
@@ -318,8 +328,7 @@ class Broker:
         price, fee = self._estimate(symbol, req.order_type, req.action, req.lmt_price,
                                     req.quantity)
         needed = req.quantity * price + fee
-        available = account_values(account, self.market)["AvailableFunds"]
-        available -= self._reserved_cash(account_id)
+        available = account.cash - self._reserved_cash(account_id)  # trades settle in USD
         if needed > available + 1e-6:
             return Rejection(
                 ERR_REJECTED,
@@ -375,8 +384,7 @@ class Broker:
     def _execute(self, order: SimOrder, qty: float, price: float) -> Execution:
         """Book one fill and tell everyone."""
         account = self.accounts[order.account]
-        fee = commission_for(qty, price, self.config.commission_per_share,
-                             self.config.min_commission)
+        fee = self.config.commissions.charge(order.action, qty, price)
         result = account.apply_fill(order.symbol, order.sign * qty, price, fee)
         order.record_fill(qty, price, fee)
         now = datetime.now(UTC)

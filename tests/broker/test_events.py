@@ -19,6 +19,7 @@ from tests.broker.conftest import (
     bearer,
     event_body,
 )
+from tests.refused_data import REFUSED_CASES, REFUSED_IDS
 
 
 async def live_events(redis: aioredis.Redis) -> list[str]:
@@ -111,6 +112,18 @@ async def test_invalid_events_are_422_with_actionable_messages(
     for phrase in expected:
         assert phrase in response.json()["detail"]
     assert await live_events(redis_client) == []
+
+
+@pytest.mark.parametrize(("data", "phrase"), REFUSED_CASES, ids=REFUSED_IDS)
+async def test_targets_no_portfolio_can_meet_are_422_and_queue_nothing(
+    client: httpx.AsyncClient, redis_client: aioredis.Redis, data: dict[str, object], phrase: str
+) -> None:
+    response = await client.post("/events", content=event_body(data=data), headers=bearer())
+
+    assert response.status_code == 422, response.text
+    assert phrase in response.json()["detail"]
+    assert await live_events(redis_client) == []
+    assert await redis_client.scard(keys.ACTIVE_EVENTS) == 0
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"\xff\xfe", b""])

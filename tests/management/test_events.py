@@ -10,6 +10,7 @@ import pytest
 
 from event_queue import EventQueue, ExecCommand, NewEvent
 from tests.management.conftest import ACCOUNTS, API_KEY, DISABLED_ACCOUNT, add, claim, requeue
+from tests.refused_data import REFUSED_CASES, REFUSED_IDS
 
 
 async def test_list_shows_each_event_with_its_retry_details(
@@ -168,6 +169,17 @@ async def test_post_invalid_is_422_and_changes_nothing(
     response = await admin.post("/queue/events", json=body)
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"][: len(where)] == where
+    assert (await queue.stats()).total_events == 0
+
+
+@pytest.mark.parametrize(("data", "phrase"), REFUSED_CASES, ids=REFUSED_IDS)
+async def test_post_targets_no_portfolio_can_meet_is_422_and_queues_nothing(
+    admin: httpx.AsyncClient, queue: EventQueue, data: dict[str, object], phrase: str
+) -> None:
+    response = await admin.post("/queue/events", json={"account_id": ACCOUNTS[0],
+                                                       "exec": "rebalance", "data": data})
+    assert response.status_code == 422, response.text
+    assert phrase in " ".join(str(d["msg"]) for d in response.json()["detail"])
     assert (await queue.stats()).total_events == 0
 
 

@@ -17,6 +17,7 @@ from event_processor.services.ibkr_client import (
     IBKRCircuitOpen,
     IBKRConnectionLost,
     IBKRUnavailable,
+    OrderNotFilled,
     OrderRejected,
     OrderRequest,
     UnknownSymbol,
@@ -91,6 +92,59 @@ async def test_quotes_and_unknown_symbols(make_broker: MakeBroker) -> None:
     assert quotes["SPY"].price == 510.0
     with pytest.raises(UnknownSymbol, match="NOPE"):
         await broker.quotes(["AAPL", "NOPE"])
+
+
+async def test_quotes_say_what_kind_of_data_they_are_and_what_ibkr_said(
+        make_broker: MakeBroker, sim: Simulator) -> None:
+    await sim.admin.set_market_data("AGG", live=False)
+    await sim.admin.set_price("AAPL", bid=0, ask=0, last=0)
+    live = await make_broker().quotes(["AGG", "AAPL", "SPY"])
+    assert (live["AGG"].bid, live["AGG"].ask) == (None, None)
+    assert live["AGG"].notice is not None and live["AGG"].notice.startswith("IBKR 354:")
+    assert (live["AAPL"].bid, live["AAPL"].last, live["AAPL"].close) == (None, None, 188.5)
+    assert (live["SPY"].data_type, live["SPY"].notice) == (1, None)
+    delayed = await make_broker(market_data_type=3, client_id=12).quotes(["AGG", "SPY"])
+    assert (delayed["AGG"].data_type, delayed["AGG"].bid) == (3, 98.49)
+    assert delayed["AGG"].notice is not None and "10167" in delayed["AGG"].notice
+    assert delayed["SPY"].data_type == 1  # live where the login has it
+
+
+async def test_a_holding_without_any_price_is_listed_unpriced(
+        make_broker: MakeBroker, sim: Simulator) -> None:
+    await sim.admin.set_market_data("AGG", live=False)
+    positions = {p.symbol: p for p in await make_broker().positions(ACCT)}
+    assert (positions["AGG"].quantity, positions["AGG"].market_price) == (200, None)
+    assert positions["AGG"].market_value is None
+    assert positions["SPY"].market_value == pytest.approx(51_000.0)
+
+
+async def test_equity_carries_the_cash_of_each_currency(make_broker: MakeBroker) -> None:
+    equity = await make_broker().equity(ACCT)
+    assert (equity.currency, dict(equity.cash_balances)) == ("USD", {"USD": 100_000.0})
+
+
+async def test_a_moc_order_is_waited_for_until_the_close_auction_fills_it(
+        make_broker: MakeBroker, sim: Simulator) -> None:
+    broker = make_broker()
+    placing = asyncio.ensure_future(broker.place_order(
+        ACCT, order("AAPL", "BUY", 5, order_type="MOC", fill_timeout=10)))
+
+    async def resting() -> bool:
+        return len(working_orders(await sim.admin.state(), ACCT)) == 1
+
+    await wait_until(resting, timeout=5)
+    assert not placing.done()
+    assert await sim.admin.run_close_auction({"AAPL": 191.0}) == 1
+    result = await asyncio.wait_for(placing, 5)
+    assert (result.status, result.filled, result.avg_price) == ("Filled", 5, 191.0)
+
+
+async def test_a_moc_order_not_filled_in_time_is_cancelled(
+        make_broker: MakeBroker, sim: Simulator) -> None:
+    with pytest.raises(OrderNotFilled, match="after order_timeout"):
+        await make_broker().place_order(
+            ACCT, order("AAPL", "BUY", 5, order_type="MOC", fill_timeout=0.3))
+    assert working_orders(await sim.admin.state(), ACCT) == []
 
 
 async def test_an_account_this_login_does_not_manage_is_refused(make_broker: MakeBroker) -> None:

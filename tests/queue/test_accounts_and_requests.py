@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from event_queue.accounts import AccountDisabled, AccountsFileError, UnknownAccount, load_accounts
 from event_queue.requests import EventRequest
+from event_queue.weights import InvalidTargets, check_weights
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -35,6 +36,8 @@ accounts:
     ("accounts:\n  - {account_id: DU1, colour: red}\n", "accounts.0.colour"),
     ("accounts:\n  - {account_id: 'bad id'}\n", "accounts.0.account_id"),
     ("accounts: [\n", "not valid YAML"),
+    ("accounts:\n  - {account_id: DU1, cash_reserve_percent: 100}\n",
+     "accounts.0.cash_reserve_percent: .*a reserve of 100 % leaves nothing to invest"),
 ])
 def test_bad_accounts_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(AccountsFileError, match=message):
@@ -58,6 +61,8 @@ def test_request_accepts_exec_alias_and_rejects_unknown_fields_by_name() -> None
     {"allocations": [{"symbol": "SPY", "allocation": 10}, {"symbol": "SPY", "allocation": 10}]},
     {"allocations": [{"symbol": "spy", "allocation": 10}]},
     {"cash_reserve_percent": 101},
+    {"cash_reserve_percent": 100},
+    {"allocations": []},
     {"order_type": "STP"},
 ])
 def test_bad_command_data_is_refused(data: dict[str, object]) -> None:
@@ -68,3 +73,19 @@ def test_bad_command_data_is_refused(data: dict[str, object]) -> None:
 def test_health_is_not_a_command() -> None:
     with pytest.raises(ValidationError, match="exec"):
         EventRequest.model_validate({"account_id": "DU1", "exec": "health"})
+
+
+@pytest.mark.parametrize(("weights", "message"), [
+    ({}, "allocations is empty"),
+    ({"SPY": float("nan")}, "from 0 to 100: SPY"),
+    ({"SPY": -1.0}, "from 0 to 100: SPY"),
+    ({"SPY": 60.0, "AGG": 40.000001}, "more than 100 percent"),
+])
+def test_weights_no_portfolio_can_meet_are_refused(weights: dict[str, float], message: str) -> None:
+    with pytest.raises(InvalidTargets, match=message):
+        check_weights(weights)
+
+
+def test_weights_summing_to_100_with_float_noise_are_met() -> None:
+    check_weights({"A": 33.33, "B": 33.33, "C": 33.34})
+    check_weights({"A": 0.0})  # sell A: a portfolio can meet that

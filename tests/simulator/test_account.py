@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
 import pytest
 
-from .conftest import ACCT_A, ACCT_B, until
+from ibkr_simulator import start_simulator
+
+from .conftest import ACCT_A, ACCT_B, done, sim_config, stock, until
 
 
 def _summary(values: Iterable[Any], account: str) -> dict[str, float]:
@@ -52,3 +55,44 @@ async def test_admin_positions_stream_to_clients(connect, sim):
     await until(ib, lambda: held() == {"SPY": 3.0})
     positions = await ib.reqPositionsAsync()
     assert {(p.account, p.contract.symbol) for p in positions} == {(ACCT_A, "SPY"), (ACCT_B, "SPY")}
+
+
+async def _summary_rows(ib: Any, tags: str) -> list[Any]:
+    req_id = ib.client.getReqId()
+    future = ib.wrapper.startReq(req_id)
+    ib.client.reqAccountSummary(req_id, "All", tags)
+    await asyncio.wait_for(future, 2)
+    ib.client.cancelAccountSummary(req_id)
+    return list(ib.wrapper.acctSummary.values())
+
+
+async def test_an_account_in_another_base_currency_reports_in_it_and_trades_usd_cash_only(lib):
+    raw = sim_config()
+    raw["fx_rates"] = {"EUR": 1.25}  # USD per EUR
+    raw["accounts"][1].update(base_currency="EUR", cash_balances={"EUR": 2_000.0})
+    async with start_simulator(raw, port=0) as sim:
+        ib = lib.IB()
+        await ib.connectAsync("127.0.0.1", sim.port, clientId=1, timeout=2)
+        try:
+            rows = [r for r in await _summary_rows(ib, "NetLiquidation,TotalCashValue,$LEDGER:ALL")
+                    if r.account == ACCT_B]
+            values = {(r.tag, r.currency): float(r.value) for r in rows}
+            # 5,000 USD + 20 AAPL at 100 USD + 2,000 EUR (2,500 USD) = 9,500 USD = 7,600 EUR
+            assert values[("NetLiquidation", "EUR")] == 7_600.0
+            assert values[("TotalCashValue", "EUR")] == 6_000.0
+            assert values[("CashBalance", "USD")] == 5_000.0
+            assert values[("CashBalance", "EUR")] == 2_000.0
+            assert values[("CashBalance", "BASE")] == 6_000.0
+            assert values[("ExchangeRate", "USD")] == 0.8
+            assert not any(r.currency == "USD" and r.tag == "NetLiquidation" for r in rows)
+
+            contract = stock(lib, "AAPL")
+            await ib.qualifyContractsAsync(contract)
+            # 60 x 100.1 needs 6,006 USD: more than the USD cash, though the EUR would cover it
+            trade = ib.placeOrder(contract, lib.MarketOrder("BUY", 60, account=ACCT_B))
+            await done(trade)
+            assert trade.orderStatus.status == "Cancelled"
+            assert "Insufficient funds" in trade.log[-1].message
+        finally:
+            ib.disconnect()
+            await asyncio.sleep(0)

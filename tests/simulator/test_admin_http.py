@@ -37,6 +37,15 @@ async def test_http_reads_and_changes_state(http):
     assert state["accounts"][ACCT_B]["values"]["NetLiquidation"] == 5_000 + 20 * 105 + 2 * 500
 
 
+async def test_http_takes_live_data_away_and_sets_cash_by_currency(http, sim):
+    assert (await http.post("/market-data/AAPL", json={"live": False})).status_code == 200
+    assert sim.broker.market.instruments["AAPL"].live_data is False
+    assert (await http.post(f"/accounts/{ACCT_A}/cash", json={"cash": 7.0})).status_code == 200
+    no_rate = await http.post(f"/accounts/{ACCT_A}/cash", json={"cash": 5.0, "currency": "EUR"})
+    assert no_rate.status_code == 400  # no exchange rate configured for EUR
+    assert (await http.get("/state")).json()["accounts"][ACCT_A]["cash_balances"] == {}
+
+
 async def test_http_errors(http):
     assert (await http.get("/nope")).status_code == 404
     assert (await http.get("/prices/AAPL")).status_code == 405

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from .conftest import ACCT_A, ACCT_B, done, stock, until
+from ibkr_simulator import start_simulator
+
+from .conftest import ACCT_A, ACCT_B, done, sim_config, stock, until
 
 
 async def _qualified(ib: Any, lib: ModuleType, symbol: str = "AAPL") -> Any:
@@ -189,3 +192,30 @@ async def test_completed_orders_and_executions_carry_order_ref(lib, connect):
     assert [(f.execution.orderRef, f.execution.shares) for f in fills] == [("cr-9", 3.0)]
     other = await connect(2)
     assert [f.execution.permId for f in other.fills()] == [trade.order.permId]
+
+
+@pytest.mark.parametrize(("plan", "buy", "sell"), [
+    ({"model": "fixed"}, 1.0, 1.03),   # the 1.00 minimum; a sale adds SEC fee 0.0278, TAF 0.0017
+    ({"model": "tiered"}, 0.39, 0.42),  # 0.35 minimum + 10 x 0.0035 fees; the sale: + 0.0295
+])
+async def test_fills_are_charged_by_the_configured_ibkr_plan(lib, plan, buy, sell):
+    raw = sim_config()
+    raw["commissions"] = plan
+    async with start_simulator(raw, port=0) as sim:
+        ib = lib.IB()
+        await ib.connectAsync("127.0.0.1", sim.port, clientId=1, timeout=2)
+        try:
+            contract = await _qualified(ib, lib)
+            bought = ib.placeOrder(contract, lib.MarketOrder("BUY", 10, account=ACCT_A))
+            await done(bought)
+            sold = ib.placeOrder(contract, lib.MarketOrder("SELL", 10, account=ACCT_A))
+            await done(sold)
+            await until(ib, lambda: bool(sold.fills) and sold.fills[0].commissionReport.commission > 0)
+            assert bought.fills[0].commissionReport.commission == buy
+            assert sold.fills[0].commissionReport.commission == sell
+            state = await sim.admin.state()
+            assert state["accounts"][ACCT_A]["cash"] == pytest.approx(
+                10_000 - 10 * 100.1 - buy + 10 * 99.9 - sell)
+        finally:
+            ib.disconnect()
+            await asyncio.sleep(0)

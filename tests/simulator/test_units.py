@@ -8,7 +8,7 @@ import pytest
 
 from ibkr_simulator import ConfigError, config_from_dict, load_config
 from ibkr_simulator.accounts import Account
-from ibkr_simulator.orders import commission_for
+from ibkr_simulator.commissions import CommissionPlan, plan_from_dict
 from ibkr_simulator.protocol import choose_version, decode_payload, encode_message, read_handshake
 
 from .conftest import ROOT_CONFIG_DEMO, sim_config
@@ -28,6 +28,9 @@ def test_demo_file_loads():
         lambda c: c["accounts"][0]["positions"].append({"symbol": "XYZ", "quantity": 1}),
         lambda c: c.update(server_version=150),
         lambda c: c["accounts"][0].pop("id"),
+        lambda c: c["accounts"][0].update(base_currency="EUR"),  # no exchange rate for EUR
+        lambda c: c.update(commissions={"model": "per-trade"}),
+        lambda c: c.update(commissions={"model": "fixed", "per_shares": 0.01}),
     ],
 )
 def test_invalid_configs_are_refused(change):
@@ -38,9 +41,22 @@ def test_invalid_configs_are_refused(change):
 
 
 def test_commission_minimum_and_cap():
-    assert commission_for(10, 100.0, 0.005, 1.0) == 1.0
-    assert commission_for(1000, 100.0, 0.005, 1.0) == 5.0
-    assert commission_for(1, 5.0, 0.005, 1.0) == 0.05  # capped at 1% of trade value
+    plan = CommissionPlan(per_share=0.005, minimum=1.0)  # the older configuration keys
+    assert plan.charge("BUY", 10, 100.0) == 1.0
+    assert plan.charge("BUY", 1000, 100.0) == 5.0
+    assert plan.charge("SELL", 1, 5.0) == 0.05  # capped at 1% of trade value
+
+
+def test_ibkr_fixed_and_tiered_plans_charge_minimums_caps_and_sale_fees():
+    fixed, tiered = plan_from_dict({"model": "fixed"}), plan_from_dict({"model": "tiered"})
+    assert fixed.charge("BUY", 100, 50.0) == 1.0  # 0.50 per share -> the 1.00 minimum
+    assert fixed.charge("BUY", 1000, 50.0) == 5.0
+    assert fixed.charge("BUY", 3, 2.0) == 0.06  # 1 % of a 6.00 trade
+    # a sale adds the SEC fee (0.0000278 x 50,000 = 1.39) and the TAF (0.000166 x 1000 = 0.166)
+    assert fixed.charge("SELL", 1000, 50.0) == 6.56  # 5 + 1.39 + 0.166, up to the cent
+    assert tiered.charge("BUY", 10, 50.0) == 0.39  # 0.35 minimum + 10 x 0.0035 fees
+    assert tiered.charge("BUY", 1000, 50.0) == 7.0  # 3.50 commission + 3.50 fees
+    assert plan_from_dict({"model": "tiered", "minimum": 0.5}).minimum == 0.5
 
 
 def test_fills_update_cash_average_cost_and_realized_pnl():

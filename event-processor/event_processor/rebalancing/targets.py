@@ -92,7 +92,7 @@ class TargetResolver:
 
     def _allocations(self, account_id: str, params: CommandData,
                      account: Account | None) -> tuple[dict[str, float], str]:
-        if params.allocations:
+        if params.allocations is not None:  # an empty list never reaches here: it is refused
             return {a.symbol: a.allocation for a in params.allocations}, "event allocations"
         if params.strategy is not None:
             return self._strategy(params.strategy, "event data"), f"strategy {params.strategy}"

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from event_processor.config import IBKRConfig
 from event_processor.services.ibkr_client import (
+    LIVE,
     AccountEquity,
     AccountNotManaged,
     IBKRCircuitOpen,
@@ -35,6 +36,7 @@ from event_processor.services.ibkr_client import (
     IBKRError,
     IBKRTimeout,
     IBKRUnavailable,
+    NoPrice,
     OpenOrder,
     OrderNotAcknowledged,
     OrderNotFilled,
@@ -54,7 +56,13 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-SUMMARY_TAGS = "NetLiquidation,TotalCashValue,AvailableFunds,BuyingPower,GrossPositionValue"
+# The account's values in its base currency, and its cash per currency ($LEDGER:ALL).
+SUMMARY_TAGS = ("NetLiquidation,TotalCashValue,AvailableFunds,BuyingPower,GrossPositionValue,"
+                "$LEDGER:ALL")
+LEDGER_CASH_TAG = "CashBalance"
+LEDGER_TOTAL = "BASE"  # the ledger's currency for its totals in the base currency
+# IBKR messages that are not about one request (data farm status).
+FARM_STATUS_CODES = range(2100, 2200)
 # Statuses before IBKR has acknowledged an order.
 UNACKNOWLEDGED = frozenset({"PendingSubmit", "ApiPending"})
 # Order statuses that mean the order ended without (fully) filling.
@@ -231,14 +239,26 @@ class IBBroker:
         return [t for t in unique.values() if t.order.account == account_id and not t.isDone()]
 
     async def quotes(self, symbols: list[str]) -> dict[str, Quote]:
-        """A snapshot quote per symbol (STK, SMART, USD)."""
+        """A snapshot quote per symbol (STK, SMART, USD), with the kind of data it is and what
+        IBKR said about its request (e.g. error 354: no market data subscription)."""
         if not symbols:
             return {}
         ib = await self._client()
         contracts = await self._contracts_for(ib, symbols)
-        tickers = await self._request(
-            "market data", ib.reqTickersAsync(*(contracts[s] for s in symbols)))
-        return {s: _quote(s, t) for s, t in zip(symbols, tickers, strict=True)}
+        notices: dict[int, str] = {}
+
+        def on_error(req_id: int, code: int, text: str, contract: Any = None, *_: Any) -> None:
+            if contract is not None and code not in FARM_STATUS_CODES:
+                notices[contract.conId] = f"IBKR {code}: {text}"
+
+        ib.errorEvent += on_error
+        try:
+            tickers = await self._request(
+                "market data", ib.reqTickersAsync(*(contracts[s] for s in symbols)))
+        finally:
+            ib.errorEvent -= on_error
+        return {s: _quote(s, t, notices.get(contracts[s].conId))
+                for s, t in zip(symbols, tickers, strict=True)}
 
     async def _contracts_for(self, ib: Any, symbols: Iterable[str]) -> dict[str, Any]:
         lib = self._library()
@@ -290,9 +310,10 @@ class IBBroker:
 
         Only an order IBKR never acknowledged is retried. Before each retry the account's open
         orders and executions are searched for one with this orderRef, symbol and side that was not
-        there before the first attempt; if found it is adopted instead of placing another. MKT and
-        LMT orders are waited for until they end (``ibkr.order_timeout``; an unfilled remainder is
-        cancelled and OrderNotFilled raised); MOC orders only until IBKR acknowledges them.
+        there before the first attempt; if found it is adopted instead of placing another. Every
+        order is then waited for until it ends (``request.fill_timeout``, else
+        ``ibkr.order_timeout``; an unfilled remainder is cancelled and OrderNotFilled raised): a MOC
+        order until the close auction filled it.
         """
         ib = await self._account_client(account_id)
         contract = (await self._contracts_for(ib, [request.symbol]))[request.symbol]
@@ -384,11 +405,11 @@ class IBBroker:
         if placed.trade is None:
             return _result_from_fills(request, placed.fills)
         trade = placed.trade
-        if request.order_type != "MOC" and not trade.isDone():
+        if not trade.isDone():
             await self._wait_filled(account_id, trade, request)
         _raise_if_rejected(trade, request)
         result = _result_from_trade(request, trade, adopted=placed.adopted)
-        if request.order_type != "MOC" and result.status != "Filled":
+        if result.status != "Filled":
             raise OrderNotFilled(request.describe(), result.status, result.filled, request.quantity)
         return result
 
@@ -400,10 +421,11 @@ class IBBroker:
         the orders from the positions IBKR reports then, whatever this order did meanwhile.
         """
         ib = self._ib  # the client that placed the order: never a reconnected one
+        timeout = request.fill_timeout or self.config.order_timeout
         try:
             await asyncio.wait_for(
                 _until(ib, trade.isDone, trade.statusEvent, what=f"the fill of {request.describe()}"),
-                self.config.order_timeout)
+                timeout)
             return
         except TimeoutError:
             log.warning("order not filled in time; cancelling the remainder",
@@ -474,7 +496,7 @@ def _result_from_fills(request: OrderRequest, fills: list[Any]) -> OrderResult:
         action=request.action, quantity=request.quantity, order_type=request.order_type,
         status=status, filled=float(shares), avg_price=value / shares if shares else 0.0,
         order_ref=request.order_ref, adopted=True)
-    if status != "Filled" and request.order_type != "MOC":
+    if status != "Filled":
         raise OrderNotFilled(request.describe(), status, shares, request.quantity)
     return result
 
@@ -487,15 +509,21 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) and number > 0 else None
 
 
-def _quote(symbol: str, ticker: Any) -> Quote:
+def _quote(symbol: str, ticker: Any, notice: str | None) -> Quote:
     return Quote(symbol=symbol, bid=_number(ticker.bid), ask=_number(ticker.ask),
-                 last=_number(ticker.last), close=_number(ticker.close))
+                 last=_number(ticker.last), close=_number(ticker.close),
+                 data_type=int(ticker.marketDataType or LIVE), notice=notice)
 
 
 def _position(raw: Any, quote: Quote) -> Position:
-    price = quote.price
-    return Position(symbol=raw.contract.symbol, quantity=float(raw.position), market_price=price,
-                    market_value=float(raw.position) * price, avg_cost=float(raw.avgCost))
+    try:
+        price: float | None = quote.price
+    except NoPrice:
+        price = None  # the rebalance refuses it by name; print-positions shows it unpriced
+    quantity = float(raw.position)
+    return Position(symbol=raw.contract.symbol, quantity=quantity, market_price=price,
+                    market_value=None if price is None else quantity * price,
+                    avg_cost=float(raw.avgCost))
 
 
 def _open_order(trade: Any) -> OpenOrder:
@@ -517,11 +545,15 @@ def _equity(account_id: str, values: list[Any]) -> AccountEquity:
     missing = {"NetLiquidation", "TotalCashValue"} - set(tags)
     if missing:
         raise IBKRError(f"account summary of {account_id} lacks {', '.join(sorted(missing))}")
+    balances = {v.currency: float(v.value) for v in values
+                if v.tag == LEDGER_CASH_TAG and v.currency not in ("", LEDGER_TOTAL)
+                and _is_float(v.value)}
     return AccountEquity(
         net_liquidation=tags["NetLiquidation"], cash=tags["TotalCashValue"],
         available_funds=tags.get("AvailableFunds", 0.0),
         buying_power=tags.get("BuyingPower", 0.0),
-        gross_position_value=tags.get("GrossPositionValue", 0.0), currency=currency)
+        gross_position_value=tags.get("GrossPositionValue", 0.0), currency=currency,
+        cash_balances=balances)
 
 
 def _is_float(text: str) -> bool:

@@ -8,14 +8,18 @@ plan's connection retry (Phase 2.3).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from event_processor.config import IBKRConfig
 from event_processor.utils.retry import retry_with_config
 
 OrderType = Literal["MKT", "LMT", "MOC"]
+# reqMarketDataType / the ticker's marketDataType: what kind of data a quote is.
+LIVE, FROZEN, DELAYED, DELAYED_FROZEN = 1, 2, 3, 4
+MARKET_DATA_TYPES = {LIVE: "live", FROZEN: "frozen", DELAYED: "delayed",
+                     DELAYED_FROZEN: "delayed frozen"}
 
 
 class IBKRError(Exception):
@@ -141,18 +145,20 @@ class OrderNotFilled(IBKRError):
 
 @dataclass(frozen=True)
 class Position:
-    """One holding of an account, valued at its market price (never its average cost)."""
+    """One holding of an account, valued at its market price (never its average cost); price and
+    value are None when IBKR has no price for it (no market data), rather than a made-up one."""
 
     symbol: str
     quantity: float
-    market_price: float
-    market_value: float
+    market_price: float | None
+    market_value: float | None
     avg_cost: float
 
 
 @dataclass(frozen=True)
 class AccountEquity:
-    """The account's value and cash, in its base currency (from the account summary)."""
+    """The account's value and cash, in its base currency (from the account summary), and its
+    cash in each currency it holds (the ``$LEDGER:ALL`` summary; empty when IBKR sent none)."""
 
     net_liquidation: float
     cash: float
@@ -160,6 +166,7 @@ class AccountEquity:
     buying_power: float
     gross_position_value: float
     currency: str
+    cash_balances: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -181,17 +188,23 @@ class OpenOrder:
 
 @dataclass(frozen=True)
 class Quote:
-    """Bid, ask, last and close of a symbol (None when unknown), and the price to plan with."""
+    """Bid, ask, last and close of a symbol (None when unknown), the kind of data it is (live,
+    frozen, delayed: :data:`MARKET_DATA_TYPES`), and what IBKR said about the request, if anything
+    (e.g. error 354, no market data subscription)."""
 
     symbol: str
     bid: float | None
     ask: float | None
     last: float | None
     close: float | None
+    data_type: int = LIVE
+    notice: str | None = None
 
     @property
     def price(self) -> float:
-        """The market price: last when it lies within bid/ask, else the mid, else last, else close."""
+        """The market price to value a holding with (``print-positions``): last when it lies within
+        bid/ask, else the mid, else last, else close. Never a price to trade on: a rebalance takes
+        only live two-sided quotes (``rebalancing/quotes.py``)."""
         mid = self.mid
         if self.last and (mid is None or _within(self.last, self.bid, self.ask)):
             return self.last
@@ -206,11 +219,6 @@ class Quote:
         if self.bid and self.ask and self.ask >= self.bid:
             return (self.bid + self.ask) / 2
         return None
-
-    def execution_price(self, action: str) -> float:
-        """Where a marketable order would fill: the ask for a BUY, the bid for a SELL."""
-        side = self.ask if action == "BUY" else self.bid
-        return side if side else self.price
 
 
 def _within(value: float, low: float | None, high: float | None) -> bool:
@@ -227,6 +235,7 @@ class OrderRequest:
     order_type: OrderType
     order_ref: str
     limit_price: float | None = None
+    fill_timeout: float | None = None  # seconds to wait for the fill; None: ibkr.order_timeout
 
     def describe(self) -> str:
         """``BUY 10 SPY MKT ref=...``, for errors and logs."""
@@ -274,7 +283,7 @@ class Broker(Protocol):
         ...
 
     async def place_order(self, account_id: str, request: OrderRequest) -> OrderResult:
-        """Place an order for the account and wait for its outcome (MOC: its acknowledgement)."""
+        """Place an order for the account and wait until it is filled (or fails)."""
         ...
 
     async def close(self) -> None:
