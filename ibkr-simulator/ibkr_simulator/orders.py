@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -60,6 +61,7 @@ class SimOrder:
     completed_status: str = ""
     fill_scheduled: bool = False
     hold_remainder: bool = False
+    received_at: float = field(default_factory=time.time)  # when the order reached the simulator
 
     @property
     def remaining(self) -> float:
