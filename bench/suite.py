@@ -403,9 +403,12 @@ def start_profile(pid: int, name: str, args: argparse.Namespace) -> subprocess.P
     if name not in args.profile:
         return None
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"profile-{name}-{datetime.now(UTC):%Y%m%dT%H%M%S}.svg"
-    return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "200",
-                             "--output", str(out), "--nonblocking"],
+    stem = RESULTS / f"profile-{name}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    # Collapsed stacks (one line per stack and its sample count): grep-able, and any flame graph
+    # tool draws them (py-spy's own SVG is the same data).
+    return subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                             str(pid), "--rate", "250", "--format", "raw", "--output",
+                             f"{stem}.txt", "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -93,3 +93,12 @@ def error_body(error: BrokerError) -> dict[str, Any]:
     if error.errors is not None:
         body["errors"] = error.errors
     return body
+
+
+def error_headers(error: BrokerError, retry_after_seconds: int) -> dict[str, str]:
+    """The headers of a refusal: when to retry (503), how to authenticate (401)."""
+    if error.status == 503:
+        return {"Retry-After": str(retry_after_seconds)}
+    if error.status == 401:
+        return {"WWW-Authenticate": 'Bearer realm="event-broker"'}
+    return {}

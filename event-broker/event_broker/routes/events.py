@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from event_broker.auth import AuthMethod
 from event_broker.deps import broker_from_scope
-from event_broker.errors import BrokerError, as_broker_error
+from event_broker.errors import BrokerError, as_broker_error, error_body, error_headers
 from event_broker.runtime import Broker
 from event_broker.webhook import (
     PASSPHRASE_FIELD,
@@ -61,25 +61,69 @@ class EventsEndpoint:
     """The ASGI endpoint behind ``POST /events``."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer one webhook; refusals are raised for the app's exception handler."""
+        """Inside the FastAPI router: refusals are raised for the app's exception handler."""
         broker = broker_from_scope(scope)
-        client = scope.get("client")
-        trace = Trace(started=time.perf_counter(), client=client[0] if client else None)
+        trace = _trace(scope)
         try:
-            result = await _ingest(scope, receive, broker, trace)
-        except (BrokerError, QueueUnavailable, UnknownAccount, AccountDisabled) as exc:
-            error = as_broker_error(exc)
-            _record(broker, trace, error.outcome, error.status, detail=error.detail)
-            raise error from None
+            result = await self._ingest(scope, receive, broker, trace)
+        except BrokerError:
+            raise
         except Exception:
             _record(broker, trace, "error", 500, detail="internal error")
             raise
         await _answer(send, broker, trace, result)
 
+    async def answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one webhook completely, refusals included (the app's fast path)."""
+        broker = broker_from_scope(scope)
+        trace = _trace(scope)
+        try:
+            result = await self._ingest(scope, receive, broker, trace)
+        except BrokerError as error:
+            await _refuse(send, broker, error)
+            return
+        except Exception:
+            log.exception("webhook failed", extra={"fields": {"client": trace.client}})
+            _record(broker, trace, "error", 500, detail="internal error")
+            await _send_json(send, 500, {"status": "error", "error": "error",
+                                         "detail": "internal error"})
+            return
+        await _answer(send, broker, trace, result)
 
+    @staticmethod
+    async def _ingest(scope: Scope, receive: Receive, broker: Broker, trace: Trace) -> EnqueueResult:
+        try:
+            return await _ingest(scope, receive, broker, trace)
+        except (BrokerError, QueueUnavailable, UnknownAccount, AccountDisabled) as exc:
+            error = as_broker_error(exc)
+            _record(broker, trace, error.outcome, error.status, detail=error.detail)
+            raise error from None
+
+
+ENDPOINT = EventsEndpoint()
 router = APIRouter(tags=["events"])
-router.routes.append(Route("/events", EventsEndpoint(), methods=["POST"],
-                           include_in_schema=False))
+# Other methods on /events get FastAPI's 405 through this route; POSTs are answered by the app's
+# fast path (event_broker.app.BrokerApp) before they reach it.
+router.routes.append(Route("/events", ENDPOINT, methods=["POST"], include_in_schema=False))
+
+
+def _trace(scope: Scope) -> Trace:
+    client = scope.get("client")
+    return Trace(started=time.perf_counter(), client=client[0] if client else None)
+
+
+async def _refuse(send: Send, broker: Broker, error: BrokerError) -> None:
+    headers = error_headers(error, broker.settings.retry_after_seconds)
+    await _send_json(send, error.status, error_body(error), headers)
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any],
+                     headers: dict[str, str] | None = None) -> None:
+    encoded = json.dumps(body, separators=(",", ":")).encode()
+    raw = [*_JSON_HEADERS, (b"content-length", str(len(encoded)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": encoded})
 
 
 async def _ingest(scope: Scope, receive: Receive, broker: Broker, trace: Trace) -> EnqueueResult:
@@ -109,10 +153,7 @@ async def _answer(send: Send, broker: Broker, trace: Trace, result: EnqueueResul
         outcome, status = "queued", 202
         body = {"status": outcome, "event_id": result.event_id, "dedup_key": result.dedup_key,
                 "times_queued": result.times_queued}
-    encoded = json.dumps(body, separators=(",", ":")).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*_JSON_HEADERS, (b"content-length", str(len(encoded)).encode())]})
-    await send({"type": "http.response.body", "body": encoded})
+    await _send_json(send, status, body)
     _record(broker, trace, outcome, status, event_id=result.event_id, dedup_key=result.dedup_key)
 
 
