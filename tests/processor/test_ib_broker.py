@@ -8,10 +8,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import eventkit
 import pytest
 
 from event_processor.config import RetryConfig
-from event_processor.services.ib_broker import IBBroker
+from event_processor.services.ib_broker import IBBroker, _until
 from event_processor.services.ibkr_client import (
     AccountNotManaged,
     IBKRCircuitOpen,
@@ -286,3 +287,30 @@ async def test_a_lost_connection_ends_the_wait_for_a_fill_at_once(
     with pytest.raises(IBKRConnectionLost, match="the fill of"):
         await asyncio.wait_for(placing, 10)
     assert time.monotonic() - dropped_at < 2  # not the 30 s order_timeout
+
+
+async def test_a_status_already_queued_on_the_loop_is_not_missed() -> None:
+    """The wait subscribes before it first yields: a status message handled in the same loop turn
+    (as a burst from the socket is) still wakes it, instead of leaving it to its timeout."""
+    status, disconnected = eventkit.Event("status"), eventkit.Event("disconnected")
+    loop = asyncio.get_running_loop()
+    done = {"filled": False, "arrived": False}
+
+    class Client:
+        disconnectedEvent = disconnected
+
+        def isConnected(self) -> bool:
+            return True
+
+    def fill() -> None:
+        done["filled"] = True
+        status.emit()
+
+    def filled() -> bool:
+        if not done["arrived"]:  # the fill arrives (is queued) just as the wait checks
+            done["arrived"] = True
+            loop.call_soon(fill)
+        return done["filled"]
+
+    await asyncio.wait_for(_until(Client(), filled, status, what="a fill"), 1.0)
+    assert len(status) == 0 and len(disconnected) == 0  # its handlers are gone again

@@ -441,30 +441,35 @@ async def _until(ib: Any, done: Callable[[], bool], event: Any, *, what: str) ->
     """Wait until ``done()``, re-checking at every emit of ``event``.
 
     Raises IBKRConnectionLost as soon as the client disconnects: the libraries emit no status
-    event when the socket drops, so a plain wait would last until its timeout.
+    event when the socket drops, so a plain wait would last until its timeout. Both handlers are
+    attached before this coroutine first yields, so no emit can fall between the check of
+    ``done()`` and the wait (a waiting task would only subscribe on its first step, after
+    messages already queued on the loop had been handled: the status it waits for, missed).
     """
-    lost = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    lost = loop.create_future()
+    changed: asyncio.Future[None] = loop.create_future()
 
     def on_disconnected(*_: Any) -> None:
         if not lost.done():
             lost.set_result(None)
 
+    def on_emit(*_: Any) -> None:
+        if not changed.done():
+            changed.set_result(None)
+
     ib.disconnectedEvent += on_disconnected
+    event += on_emit
     try:
         while not done():
             if lost.done() or not ib.isConnected():
                 raise IBKRConnectionLost(what)
-            emitted = asyncio.ensure_future(_next_emit(event))
-            try:
-                await asyncio.wait({emitted, lost}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                emitted.cancel()
+            await asyncio.wait({changed, lost}, return_when=asyncio.FIRST_COMPLETED)
+            if changed.done():
+                changed = loop.create_future()
     finally:
+        event -= on_emit
         ib.disconnectedEvent -= on_disconnected
-
-
-async def _next_emit(event: Any) -> None:
-    await event
 
 
 def _raise_if_rejected(trade: Any, request: OrderRequest) -> None:
