@@ -164,7 +164,8 @@ end
 -- and the indexes 't:' (all), 'a:<account>:', 'c:<command>:' and 'o:deleted:'. Account and
 -- command are reduced to [A-Za-z0-9_.-], so no prefix can run into another.
 local function index_name(text)
-  return (string.gsub(text or '', '[^%w_.-]', '_'))
+  if type(text) ~= 'string' then text = '' end
+  return (string.gsub(text, '[^%w_.-]', '_'))
 end
 
 local function finished_suffix(ms, account, command, outcome, id)
@@ -217,8 +218,10 @@ local function unindex_finished(finished, findex, id)
   if not old then return end
   local ok, r = pcall(cjson.decode, old)
   if ok and type(r) == 'table' and tonumber(r.finished_at) then
+    local outcome = 'completed'
+    if r.outcome == 'deleted' then outcome = 'deleted' end
     local suffix = finished_suffix(tonumber(r.finished_at), r.account_id, r.exec_command,
-                                   tostring(r.outcome), id)
+                                   outcome, id)
     for _, m in ipairs(index_members(suffix)) do redis.call('ZREM', findex, m) end
   end
 end

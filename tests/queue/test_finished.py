@@ -357,3 +357,20 @@ async def test_the_history_list_of_earlier_versions_becomes_finished_records(
     assert [e.event_id for e in deleted.entries] == ["e2"]
     assert (await finished(queue, "e1")).timeline()[-1].step == "completed"
     assert await queue.migrate_legacy_keys() == 0  # nothing left to move
+
+
+async def test_a_record_written_by_hand_under_a_live_id_is_replaced_not_listed_twice(
+    queue: EventQueue,
+) -> None:
+    event_id = await add(queue)
+    event = await claim(queue, "proc")
+    stale = f"0000000001000\t\trebalance\tcompleted\t{event_id}"
+    await queue.redis.hset(keys.FINISHED, event_id, json.dumps(
+        {"event_id": event_id, "account_id": None, "exec_command": "rebalance",
+         "finished_at": 1000, "outcome": "completed"}))
+    await queue.redis.zadd(keys.FINISHED_INDEX, {f"t:{stale}": 0, f"a::{stale}": 0,
+                                                 f"c:rebalance:{stale}": 0})
+    assert await queue.complete(event, "proc", {"ok": True}) == "completed"
+    (entry,) = (await queue.history()).entries
+    assert (entry.event_id, entry.account_id, entry.result) == (event_id, "DU1", {"ok": True})
+    assert await queue.redis.zcard(keys.FINISHED_INDEX) == 3  # the new record's three entries
