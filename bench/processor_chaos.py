@@ -23,7 +23,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "event-queue"), str(ROOT / "event-processor"), str(ROOT)]
 
-from event_queue import EventQueue, ExecCommand, NewEvent  # noqa: E402
+from event_queue import (  # noqa: E402
+    EventQueue,
+    ExecCommand,
+    HistoryQuery,
+    NewEvent,
+    Outcome,
+    Retention,
+)
 from event_queue.invariants import violations  # noqa: E402
 from event_queue.redis_server import RedisServer  # noqa: E402
 from tests.processor.harness import (  # noqa: E402
@@ -38,12 +45,19 @@ OPTIONS = {"concurrency": 3, "lease_seconds": 1.0}
 
 def spawn(work: Path, url: str, record: Path, index: int) -> ProcessorProcess:
     config = write_config(work, url, **OPTIONS)
-    return ProcessorProcess(config, record, work / f"log-{index}.jsonl").start()
+    return ProcessorProcess(config, record, work / f"log-{index}.jsonl",
+                            env={"HISTORY_MAX_EVENTS": "100000"}).start()  # keep every result
 
 
 async def completed(queue: EventQueue) -> dict[str, dict[str, Any]]:
-    return {e["event_id"]: e for e in await queue.history(limit=100_000)
-            if e["outcome"] == "completed"}
+    found: dict[str, dict[str, Any]] = {}
+    query = HistoryQuery(outcome=Outcome.COMPLETED, limit=1000)
+    while True:
+        page = await queue.history(query)
+        found.update((e.event_id, e.model_dump()) for e in page.entries)
+        if page.older is None:
+            return found
+        query = HistoryQuery(outcome=Outcome.COMPLETED, limit=1000, before=page.older)
 
 
 async def run(kills: int, accounts: int, seed: int) -> bool:
@@ -51,7 +65,7 @@ async def run(kills: int, accounts: int, seed: int) -> bool:
     with tempfile.TemporaryDirectory(prefix="processor-chaos-") as tmp, \
             RedisServer(appendfsync="always") as server:
         work, record = Path(tmp), Path(tmp) / "runs.jsonl"
-        queue = EventQueue.from_url(server.url, history_limit=100_000)
+        queue = EventQueue.from_url(server.url, retention=Retention(max_events=100_000))
         spawned = 0
         processes = []
         for _ in range(3):

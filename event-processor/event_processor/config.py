@@ -21,6 +21,13 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from event_queue.cli import ConfigProblem, clean
 from event_queue.cli import read_yaml as read_yaml_file
 from event_queue.connections import InvalidRedisUrl, parse_url
+from event_queue.finished import (
+    DEFAULT_MAX_AGE_DAYS,
+    DEFAULT_MAX_EVENTS,
+    MAX_AGE_DAYS_LIMIT,
+    MAX_EVENTS_LIMIT,
+    Retention,
+)
 from event_queue.keys import DEFAULT_PREFIX, PREFIX_PATTERN
 from event_queue.requests import Allocation, InvalidTargets, check_allocations
 
@@ -44,6 +51,8 @@ ENV_OVERRIDES: Mapping[str, tuple[str, str]] = {
     "LOG_LEVEL": ("logging", "level"),
     "PROCESSOR_HOST": ("http", "host"),
     "PROCESSOR_PORT": ("http", "port"),
+    "HISTORY_MAX_EVENTS": ("history", "max_events"),
+    "HISTORY_MAX_AGE_DAYS": ("history", "max_age_days"),
 }
 
 # Retry keys the plan removed, and what replaces each.
@@ -236,6 +245,22 @@ class ProcessingConfig(_Section):
         return self.renew_interval or self.lease_seconds / 3
 
 
+class HistoryConfig(_Section):
+    """How long finished events keep their record (result and timeline): at most
+    ``max_events`` of them, none older than ``max_age_days``. The management service must use
+    the same values (HISTORY_MAX_EVENTS, HISTORY_MAX_AGE_DAYS)."""
+
+    max_events: int = Field(default=DEFAULT_MAX_EVENTS, ge=1, le=MAX_EVENTS_LIMIT)
+    max_age_days: float = Field(default=DEFAULT_MAX_AGE_DAYS, gt=0, le=MAX_AGE_DAYS_LIMIT)
+    trim_interval: float = Field(default=60.0, gt=0, le=3600,
+                                 description="how often records past the retention are removed")
+
+    @property
+    def retention(self) -> Retention:
+        """The retention as the queue client takes it."""
+        return Retention(max_events=self.max_events, max_age_seconds=self.max_age_days * 86400)
+
+
 class LoggingConfig(_Section):
     """Log level (lines are JSON, on stdout, as in every program of the project)."""
 
@@ -261,6 +286,7 @@ class Settings(BaseSettings):
     redis: RedisConfig = RedisConfig()
     ibkr: IBKRConfig = IBKRConfig()
     processing: ProcessingConfig = ProcessingConfig()
+    history: HistoryConfig = HistoryConfig()
     logging: LoggingConfig = LoggingConfig()
     http: HttpConfig = HttpConfig()
     rebalance: RebalanceConfig = RebalanceConfig()

@@ -3,6 +3,7 @@
 from event_queue.client import EventQueue
 from event_queue.errors import (
     AccountLockConflict,
+    EventFinished,
     EventNotFound,
     EventNotWaiting,
     EventProcessing,
@@ -12,6 +13,14 @@ from event_queue.errors import (
     QueueUnavailable,
 )
 from event_queue.events import Event, EventState, ExecCommand, NewEvent
+from event_queue.finished import (
+    FinishedEvent,
+    HistoryPage,
+    HistoryQuery,
+    InvalidCursor,
+    Outcome,
+    Retention,
+)
 from event_queue.keys import Keys, dedup_key
 from event_queue.stats import (
     EnqueueResult,
@@ -26,6 +35,7 @@ __all__ = [
     "AccountLockConflict",
     "EnqueueResult",
     "Event",
+    "EventFinished",
     "EventNotFound",
     "EventNotWaiting",
     "EventPage",
@@ -34,14 +44,20 @@ __all__ = [
     "EventState",
     "EventSummary",
     "ExecCommand",
+    "FinishedEvent",
+    "HistoryPage",
+    "HistoryQuery",
+    "InvalidCursor",
     "InvalidResult",
     "Keys",
     "LeaseLost",
     "NewEvent",
+    "Outcome",
     "ProcessorInfo",
     "QueueError",
     "QueueStats",
     "QueueUnavailable",
     "RepairReport",
+    "Retention",
     "dedup_key",
 ]

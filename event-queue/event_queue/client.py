@@ -23,6 +23,7 @@ from event_queue import scripts
 from event_queue.connections import AnyRedis, Connection, connect, parse_url, scan_keys
 from event_queue.errors import (
     AccountLockConflict,
+    EventFinished,
     EventNotFound,
     EventNotWaiting,
     EventProcessing,
@@ -34,11 +35,23 @@ from event_queue.events import (
     Event,
     EventState,
     NewEvent,
+    datetime_to_ms,
     decode_event,
     encode_json,
     encode_result,
     ms_to_datetime,
     new_event_id,
+)
+from event_queue.finished import (
+    HISTORY_SCAN_BUDGET,
+    HISTORY_SCAN_CALLS,
+    FinishedEvent,
+    HistoryPage,
+    HistoryQuery,
+    Retention,
+    decode_cursor,
+    decode_finished,
+    encode_cursor,
 )
 from event_queue.keys import DEFAULT_PREFIX, Keys
 from event_queue.migration import migrate_legacy_keys
@@ -56,7 +69,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_LEASE_SECONDS = 30.0
-DEFAULT_HISTORY_LIMIT = 1000
+STEP_ERROR_CHARS = 500  # an attempt's error as its timeline step keeps it (last_error: 4000)
+_TRIM_BUDGET = 1000
+_MIGRATE_BATCH = 500
 DEFAULT_IDEMPOTENCY_SECONDS = 24 * 3600
 DEFAULT_OPERATION_MARKER_SECONDS = 600.0
 _PAGE_SCAN = 500
@@ -151,7 +166,9 @@ class EventQueue:
         redis: AnyRedis,
         *,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
-        history_limit: int = DEFAULT_HISTORY_LIMIT,
+        retention: Retention | None = None,
+        history_scan_budget: int = HISTORY_SCAN_BUDGET,
+        history_scan_calls: int = HISTORY_SCAN_CALLS,
         idempotency_seconds: float = DEFAULT_IDEMPOTENCY_SECONDS,
         blocking_redis: AnyRedis | None = None,
         key_prefix: str = DEFAULT_PREFIX,
@@ -164,7 +181,9 @@ class EventQueue:
         self.wait_replicas_seconds = wait_replicas_seconds
         self.keys = Keys(key_prefix)
         self.lease_seconds = lease_seconds
-        self.history_limit = history_limit
+        self.retention = retention or Retention()
+        self.history_scan_budget = history_scan_budget
+        self.history_scan_calls = history_scan_calls
         self.idempotency_seconds = idempotency_seconds
         self.operation_marker_seconds = operation_marker_seconds
         self._blocking = blocking_redis
@@ -241,11 +260,26 @@ class EventQueue:
     def _marker_ms(self) -> int:
         return _ms(self.operation_marker_seconds)
 
+    def _retention_args(self) -> list[int]:
+        return [self.retention.max_events, self.retention.max_age_ms]
+
     @_translate_errors
     async def migrate_legacy_keys(self) -> int:
         """Move a queue kept under the key names of earlier versions (before the hash tag) to
-        this queue's names; returns how many keys moved (see :mod:`event_queue.migration`)."""
-        return await migrate_legacy_keys(self.redis, self.keys)
+        this queue's names, and the history list of earlier versions into finished records;
+        returns how many keys and history entries moved (see :mod:`event_queue.migration`)."""
+        moved = await migrate_legacy_keys(self.redis, self.keys)
+        return moved + await self._migrate_history()
+
+    async def _migrate_history(self) -> int:
+        k = self.keys
+        moved, left = 0, 1
+        while left:
+            count, _, left = await self._run(
+                "migrate_history", [k.history, k.finished, k.finished_index],
+                [_MIGRATE_BATCH, *self._retention_args()])
+            moved += int(count)
+        return moved
 
     # -- health of the connection ---------------------------------------------------------------
 
@@ -256,15 +290,16 @@ class EventQueue:
 
     # -- enqueue --------------------------------------------------------------------------------
 
-    async def enqueue(self, event: NewEvent, *, idempotency_key: str | None = None) -> EnqueueResult:
+    async def enqueue(self, event: NewEvent, *, idempotency_key: str | None = None,
+                      added_by: str | None = None) -> EnqueueResult:
         """Add an event unless its account:command (or idempotency key) is already active.
 
         A duplicate is not an error: the result names the event that is already active.
+        ``added_by`` names the operator who added it by hand (kept for its timeline).
         """
-        (result,) = await self.enqueue_many([(event, idempotency_key)])
+        (result,) = await self._enqueue([(event, idempotency_key, added_by or "")])
         return result
 
-    @_translate_errors
     async def enqueue_many(
         self, items: Sequence[tuple[NewEvent, str | None]]
     ) -> builtins.list[EnqueueResult]:
@@ -278,12 +313,18 @@ class EventQueue:
         ``wait_replicas_seconds``, QueueUnavailable is raised: the batch may be stored, and a
         resend is answered as a duplicate of it.
         """
+        return await self._enqueue([(event, idem, "") for event, idem in items])
+
+    @_translate_errors
+    async def _enqueue(
+        self, items: Sequence[tuple[NewEvent, str | None, str]]
+    ) -> builtins.list[EnqueueResult]:
         if not items:
             return []
         k = self.keys
         key_list = [k.queue, k.active_events, k.dedup_index, k.events_all]
         args: list[Any] = [_ms(self.idempotency_seconds), len(items)]
-        for event, idem in items:
+        for event, idem, added_by in items:
             event_id = new_event_id()
             key_list += [
                 k.event(event_id),
@@ -298,6 +339,7 @@ class EventQueue:
                 event.exec_command.value,
                 encode_result(event.data),
                 idem or "",
+                added_by,
             ]
         if self.wait_replicas:
             raw = await self._run_replicated("enqueue", key_list, args)
@@ -306,7 +348,7 @@ class EventQueue:
         return [
             EnqueueResult(event_id=str(raw[2 * i + 1]), dedup_key=event.dedup_key,
                           duplicate=int(raw[2 * i]) != 1, replayed=int(raw[2 * i]) == 2)
-            for i, (event, _) in enumerate(items)
+            for i, (event, _, _) in enumerate(items)
         ]
 
     # -- the processor's life cycle -------------------------------------------------------------
@@ -414,7 +456,8 @@ class EventQueue:
     async def complete(
         self, event: Event, consumer_id: str, result: Any = None, *, lock_token: str = ""
     ) -> str:
-        """Finish an event: history entry, dedup key and record removed, lock released.
+        """Finish an event: its finished record kept (result, timeline), its dedup key and live
+        record removed, the lock released.
 
         Returns ``"completed"``, or ``"completed_late"`` when the claim had lost the event but
         nobody runs it (it is then taken out, since the work was done). Raises LeaseLost when
@@ -427,10 +470,11 @@ class EventQueue:
         outcome = await self._run(
             "complete",
             [k.queue, k.processing, k.leases, k.retry_wait, k.active_events,
-             k.dedup_index, k.requeued, k.events_all, k.history,
+             k.dedup_index, k.requeued, k.events_all, k.finished, k.finished_index,
              k.event(event.event_id), k.by_account(event.account_id),
              k.by_command(event.exec_command), k.account_lock(event.account_id)],
-            [event.event_id, event.claim_token or "", text, self.history_limit, lock_token],
+            [event.event_id, event.claim_token or "", text, lock_token, consumer_id,
+             *self._retention_args()],
         )
         if outcome == "lost":
             raise LeaseLost(event.event_id, consumer_id)
@@ -460,7 +504,7 @@ class EventQueue:
             [k.processing, k.leases, k.retry_wait, k.requeued,
              k.event(event.event_id), k.account_lock(event.account_id)],
             [event.event_id, event.claim_token or "", error[:4000], int(requeue_delay * 1000),
-             lock_token],
+             lock_token, error[:STEP_ERROR_CHARS]],
         )
         if int(times) < 0:
             raise LeaseLost(event.event_id, consumer_id)
@@ -529,41 +573,64 @@ class EventQueue:
         return decode_event(event_id, fields)
 
     @_translate_errors
-    async def delete(self, event_id: str) -> Event:
-        """Delete an event that is not being processed, with its dedup key; returns what it was.
+    async def lookup(self, event_id: str) -> Event | FinishedEvent:
+        """One event, live or finished (kept for the retention); raises EventNotFound."""
+        k = self.keys
+        raw = await self._run("lookup", [k.event(event_id), k.finished], [event_id])
+        if raw[0] == "live":
+            return decode_event(event_id, dict(zip(raw[1::2], raw[2::2], strict=True)))
+        if raw[0] == "finished":
+            return decode_finished(str(raw[1]), event_id=event_id)
+        raise EventNotFound(event_id)
 
-        Raises EventNotFound, or EventProcessing while a processor holds it. Safe to resend: the
-        script answers a resent call of the same operation with its first outcome.
+    @_translate_errors
+    async def delete(self, event_id: str, *, by: str = "") -> Event:
+        """Delete an event that is not being processed, with its dedup key; returns what it was.
+        Its finished record (outcome ``deleted``, ``by`` whom) is kept for the retention.
+
+        Raises EventNotFound, EventProcessing while a processor holds it, or EventFinished
+        (with state ``completed`` or ``deleted``) when it has already finished. Safe to resend:
+        the script answers a resent call of the same operation with its first outcome.
         """
         k = self.keys
         marker = k.operation(new_event_id())
         for _ in range(5):
-            event = await self.get(event_id)
+            event = await self._live_or_finished(event_id)
             outcome = await self._run(
                 "delete",
                 [k.queue, k.processing, k.leases, k.retry_wait, k.active_events,
-                 k.dedup_index, k.requeued, k.events_all, k.history,
+                 k.dedup_index, k.requeued, k.events_all, k.finished, k.finished_index,
                  k.event(event_id), k.by_account(event.account_id),
                  k.by_command(event.exec_command), marker],
-                [event_id, event.account_id, event.exec_command, self.history_limit,
-                 event.dedup_key, self._marker_ms()],
+                [event_id, event.account_id, event.exec_command, event.dedup_key,
+                 self._marker_ms(), by, *self._retention_args()],
             )
             if outcome == "deleted":
                 return event
+            if str(outcome).startswith("finished:"):
+                raise EventFinished(event_id, str(outcome).removeprefix("finished:"))
             if outcome == "processing":
                 raise EventProcessing(event_id)
             if outcome == "missing":
                 raise EventNotFound(event_id)
         raise EventNotFound(event_id)  # the record kept changing under us
 
+    async def _live_or_finished(self, event_id: str) -> Event:
+        """The live event; EventFinished when it has finished, EventNotFound when unknown."""
+        found = await self.lookup(event_id)
+        if isinstance(found, FinishedEvent):
+            raise EventFinished(event_id, found.state)
+        return found
+
     @_translate_errors
-    async def retry_now(self, event_id: str) -> Event:
-        """Send a retry-waiting event to the head of the queue now (times_queued unchanged)."""
+    async def retry_now(self, event_id: str, *, by: str = "") -> Event:
+        """Send a retry-waiting event to the head of the queue now (times_queued unchanged);
+        ``by`` (the operator's address) is kept in its timeline."""
         k = self.keys
         outcome = await self._run(
             "retry_now",
-            [k.queue, k.retry_wait, k.event(event_id), k.operation(new_event_id())],
-            [event_id, self._marker_ms()],
+            [k.queue, k.retry_wait, k.event(event_id), k.operation(new_event_id()), k.finished],
+            [event_id, self._marker_ms(), by],
         )
         if outcome == "missing":
             raise EventNotFound(event_id)
@@ -695,7 +762,7 @@ class EventQueue:
             await self._run(
                 "stats",
                 [k.queue, k.processing, k.retry_wait, k.active_events, k.requeued, k.events_all,
-                 k.dedup_index],
+                 k.dedup_index, k.finished],
                 [max(1, sample_size)],
             )
         )
@@ -718,13 +785,68 @@ class EventQueue:
             memory_used_bytes=int(raw["memory_used"]),
             memory_limit_bytes=int(raw["memory_limit"]),
             dedup_index_size=int(raw["dedup_index"]),
+            finished_events=int(raw["finished"]),
         )
 
     @_translate_errors
-    async def history(self, *, limit: int = 100) -> builtins.list[dict[str, Any]]:
-        """Recently finished events (completed or deleted), newest first."""
-        raw = await self.redis.lrange(self.keys.history, 0, max(0, limit - 1))  # type: ignore[misc]
-        return [_history_entry(_json_or_note(r)) for r in raw]
+    async def history(self, query: HistoryQuery | None = None) -> HistoryPage:
+        """A page of finished events (completed or deleted, kept for the retention), newest
+        first, filtered by account, command, outcome and finish time; raises InvalidCursor for
+        a cursor this queue did not make.
+
+        A page costs O(log n + what it reads). It is read by scripts that each read at most
+        ``history_scan_budget`` index entries (so Redis never stalls long for one page), at most
+        ``history_scan_calls`` of them: a page of a rare combination of filters may come back
+        short, with a cursor to go on from.
+        """
+        q = query or HistoryQuery()
+        older = q.after is None
+        cursor = q.before if older else q.after
+        position = decode_cursor(cursor) if cursor else ""
+        found: builtins.list[tuple[str, str]] = []
+        more = 1
+        for _ in range(self.history_scan_calls):
+            more, position, chunk = await self._history_chunk(
+                q, older=older, position=position, limit=q.limit - len(found))
+            found += chunk
+            if not more or len(found) == q.limit:
+                break
+        entries = [decode_finished(text, suffix=suffix) for suffix, text in found]
+        ahead = encode_cursor(position) if more else None
+        behind = encode_cursor(found[0][0]) if found and cursor else None
+        if older:
+            return HistoryPage(entries, older=ahead, newer=behind, limit=q.limit)
+        entries.reverse()
+        return HistoryPage(entries, older=behind, newer=ahead, limit=q.limit)
+
+    async def _history_chunk(
+        self, q: HistoryQuery, *, older: bool, position: str, limit: int
+    ) -> tuple[int, str, builtins.list[tuple[str, str]]]:
+        """One script's part of a page: whether the walk stopped early, where it stopped, and
+        (suffix, record) pairs."""
+        k = self.keys
+        raw = await self._run(
+            "history", [k.finished_index, k.finished],
+            ["older" if older else "newer", position, _ms_or_blank(q.since),
+             _ms_or_blank(q.until), q.account_id or "",
+             q.exec_command.value if q.exec_command else "", q.outcome.value if q.outcome else "",
+             limit, max(self.history_scan_budget, limit + 1)],
+        )
+        pairs = [(str(suffix), str(text)) for suffix, text in zip(raw[2::2], raw[3::2],
+                                                                   strict=True)]
+        return int(raw[0]), str(raw[1]), pairs
+
+    @_translate_errors
+    async def trim_finished(self) -> int:
+        """Remove finished records past the retention (the scripts that finish events trim a
+        few each time; this catches up); returns how many were removed."""
+        k = self.keys
+        removed, step = 0, _TRIM_BUDGET
+        while step == _TRIM_BUDGET:
+            step = int(await self._run("trim_finished", [k.finished, k.finished_index],
+                                       [*self._retention_args(), _TRIM_BUDGET]))
+            removed += step
+        return removed
 
     # -- processors and account locks -----------------------------------------------------------
 
@@ -821,18 +943,5 @@ def _summary(event: Event) -> EventSummary:
     )
 
 
-def _json_or_note(text: str) -> dict[str, Any]:
-    """A stored JSON object, or a note holding the text when it is not one (written by hand or
-    by a caller that bypassed this client): a listing never fails on one bad entry."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {"malformed": text[:2000]}
-    return value if isinstance(value, dict) else {"malformed": text[:2000]}
-
-
-def _history_entry(raw: dict[str, Any]) -> dict[str, Any]:
-    for field in ("created_at", "finished_at"):
-        if isinstance(raw.get(field), int | float):
-            raw[field] = ms_to_datetime(int(raw[field])).isoformat()
-    return raw
+def _ms_or_blank(value: datetime | None) -> str:
+    return "" if value is None else str(datetime_to_ms(value))

@@ -32,6 +32,16 @@ class EventNotWaiting(QueueError):
         self.state = state
 
 
+class EventFinished(QueueError):
+    """The event has already finished (completed, or deleted): its record is kept, but it can no
+    longer be changed."""
+
+    def __init__(self, event_id: str, state: str) -> None:
+        super().__init__(f"event {event_id} has already finished ({state})")
+        self.event_id = event_id
+        self.state = state
+
+
 class LeaseLost(QueueError):
     """The caller no longer owns the event: its lease expired and it was reaped or re-claimed."""
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from event_queue.errors import InvalidResult
 from event_queue.keys import dedup_key
+from event_queue.timeline import RunningAttempt, Step, build_timeline, parse_steps
 
 # Matched with fullmatch: Python's "$" also matches before a trailing newline ("DU1000000\n").
 ACCOUNT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
@@ -94,10 +95,24 @@ class Event(BaseModel):
     idempotency_key: str | None = None
     claim_token: str | None = None
     malformed: str | None = None
+    attempts: int = 0
+    claimed_at: datetime | None = None
+    added_by: str | None = None
+    steps: tuple[dict[str, Any], ...] = ()
+    steps_dropped: int = 0
 
     @property
     def dedup_key(self) -> str:
         return dedup_key(self.account_id, self.exec_command)
+
+    def timeline(self) -> list[Step]:
+        """What happened to the event so far: received, queued, each attempt (the one running
+        now included), each operator retry."""
+        running = None
+        if self.state is EventState.PROCESSING and self.claimed_at is not None:
+            running = RunningAttempt(self.claimed_at, self.consumer, self.attempts or None)
+        return build_timeline(created_at=self.created_at, added_by=self.added_by,
+                              steps=self.steps, running=running)
 
     @property
     def command(self) -> ExecCommand | None:
@@ -177,6 +192,7 @@ def decode_event(event_id: str, fields: dict[str, str]) -> Event:
             consumer=fields.get("consumer") or None,
             idempotency_key=fields.get("idempotency_key") or None,
             claim_token=fields.get("claim") or None,
+            **_progress(fields),
         )
     except (KeyError, ValueError, TypeError, ValidationError) as exc:
         return _malformed(event_id, fields, exc)
@@ -202,4 +218,20 @@ def _malformed(event_id: str, fields: dict[str, str], exc: Exception) -> Event:
         consumer=fields.get("consumer") or None,
         claim_token=fields.get("claim") or None,
         malformed=reason,
+        **_progress(fields),
     )
+
+
+def _progress(fields: dict[str, str]) -> dict[str, Any]:
+    """The attempts and steps of a record; never raises (a bad field reads as absent)."""
+    def number(name: str) -> int:
+        try:
+            return max(0, int(fields.get(name) or 0))
+        except ValueError:
+            return 0
+
+    claimed = number("claimed_at")
+    return {"attempts": number("attempts"), "claimed_at": ms_to_datetime(claimed) if claimed
+            else None, "added_by": fields.get("added_by") or None,
+            "steps": tuple(parse_steps(fields.get("steps") or "")),
+            "steps_dropped": number("steps_dropped")}

@@ -20,6 +20,7 @@ async def violations(redis: AnyRedis, k: Keys = DEFAULT) -> list[str]:
     problems = _check_dedup(events, active, index)
     problems += await _check_areas(redis, events, k)
     problems += await _check_indexes(redis, events, k)
+    problems += await _check_finished(redis, events, k)
     return problems
 
 
@@ -102,6 +103,32 @@ async def _check_indexes(
     leases = set(await redis.zrange(k.leases, 0, -1))
     processing = set(await redis.lrange(k.processing, 0, -1))  # type: ignore[misc]
     problems += [f"lease for {i} which is not processing" for i in leases - processing]
+    return problems
+
+
+async def _check_finished(
+    redis: AnyRedis, events: dict[str, dict[str, str]], k: Keys
+) -> list[str]:
+    """Every finished record is listed once in each of its indexes, and nothing else is."""
+    records = await redis.hgetall(k.finished)  # type: ignore[misc]
+    members = await redis.zrange(k.finished_index, 0, -1)
+    problems = [f"event {i} is both live and finished" for i in set(records) & set(events)]
+    listed = Counter(m.rsplit("\t", 1)[-1] for m in members if m.startswith("t:"))
+    for event_id in records:
+        if listed[event_id] != 1:
+            problems.append(f"finished event {event_id} is listed {listed[event_id]} times")
+    want = set()
+    for member in members:
+        if member.startswith("t:"):
+            suffix = member[2:]
+            _, account, command, outcome, _ = suffix.split("\t", 4)
+            want |= {member, f"a:{account}:{suffix}", f"c:{command}:{suffix}"}
+            if outcome == "deleted":
+                want.add(f"o:deleted:{suffix}")
+    if set(members) != want:
+        problems.append(f"finished index members without their siblings: "
+                        f"{sorted(set(members) ^ want)[:5]}")
+    problems += [f"finished index lists unknown event {i}" for i in listed if i not in records]
     return problems
 
 

@@ -88,8 +88,21 @@ class Keys:
         return self._key("events:all")
 
     @property
+    def finished(self) -> str:
+        """HASH event id -> JSON record of a finished (completed or deleted) event, kept for the
+        retention (a count and an age)."""
+        return self._key("finished")
+
+    @property
+    def finished_index(self) -> str:
+        """ZSET, all scores 0, ordered by member: the finished events by finish time, all of them
+        and per account, per command and (deleted) per outcome (see :mod:`event_queue.scripts`)."""
+        return self._key("finished_index")
+
+    @property
     def history(self) -> str:
-        """LIST of JSON summaries of finished events, newest first, capped."""
+        """LIST of JSON summaries of finished events kept by earlier versions, newest first;
+        moved into the finished records when a processor starts."""
         return self._key("history")
 
     @property
@@ -157,6 +170,8 @@ RETRY_WAIT: Final = DEFAULT.retry_wait
 REQUEUED: Final = DEFAULT.requeued
 EVENTS_ALL: Final = DEFAULT.events_all
 HISTORY: Final = DEFAULT.history
+FINISHED: Final = DEFAULT.finished
+FINISHED_INDEX: Final = DEFAULT.finished_index
 PROCESSORS: Final = DEFAULT.processors
 PROCESSOR_INFO: Final = DEFAULT.processor_info
 AUDIT: Final = DEFAULT.audit

@@ -7,11 +7,22 @@ one deployment shares one hash tag, so each script runs on one Redis Cluster slo
 Each script first reads, validates and computes everything it will write, and only then writes:
 an error (a bad argument, a malformed record) can only happen before the first write, so no script
 ever leaves a half-done change. Results are stored as the JSON text the caller sent, spliced into
-the history entry without being decoded and re-encoded (``cjson`` would turn ``[]`` into ``{}``).
+the finished record without being decoded and re-encoded (``cjson`` would turn ``[]`` into ``{}``).
 
 A claim is named by a token the claimer chooses (LEASE stores it in the record); RENEW, LOCK,
 COMPLETE, FAIL and RELEASE act only for the current claim, so a stalled claimer whose event was
 reaped and claimed again can never act as its owner.
+
+Each event carries its timeline: what happened to it after it was queued, as one JSON object per
+line in its record's ``steps`` field, appended (never decoded) by the scripts that change its state:
+an attempt when it ends (claimed when, by whom, how long, how it ended, the error), an operator's
+retry. Nothing is written while an event merely waits, so a queued event holds no steps.
+
+A finished event (completed, or deleted by an operator) keeps its record, as one JSON text in the
+``finished`` hash, for the retention the caller passes (a count and an age); the
+``finished_index`` sorted set lists it by finish time, per account, per command and (deleted) per
+outcome. The index's members carry the fields they are filtered on, so trimming and filtering
+never build a key name: every script touches only the keys its caller passed.
 
 Times come from the Redis clock (``TIME``), so leases and retry due times agree across processes.
 Only Redis 6.2 commands are used (LPOS, ZADD, ...), so the scripts run on 6.2 and 7.x.
@@ -56,27 +67,6 @@ local function next_times(hash)
   local times = tonumber(redis.call('HGET', hash, 'times_queued'))
   if not times or times < 1 or times ~= math.floor(times) or times > 1e15 then times = 1 end
   return times + 1
-end
-
--- The history entry of a finished event, as JSON text. `raw` fields are JSON texts spliced in
--- as they are (never decoded and re-encoded).
-local function history_entry(hash, id, outcome, finished, extra, raw)
-  local f = redis.call('HMGET', hash, 'account_id', 'exec_command', 'times_queued',
-                       'created_at', 'last_error')
-  local entry = {event_id = id, account_id = f[1] or '', exec_command = f[2] or '',
-                 times_queued = tonumber(f[3]), created_at = tonumber(f[4]),
-                 last_error = f[5] or '', finished_at = finished, outcome = outcome}
-  for k, v in pairs(extra) do entry[k] = v end
-  local text = cjson.encode(entry)
-  for k, v in pairs(raw) do
-    text = string.sub(text, 1, -2) .. ',' .. cjson.encode(k) .. ':' .. v .. '}'
-  end
-  return text
-end
-
-local function push_history(history, cap, text)
-  redis.call('LPUSH', history, text)
-  redis.call('LTRIM', history, 0, cap - 1)
 end
 
 -- The dedup keys a record may own: the stored one, and the one its account and command make
@@ -133,6 +123,142 @@ local function int_arg(value, name)
   if not n or n ~= math.floor(n) then error('bad argument ' .. name .. ': ' .. tostring(value)) end
   return n
 end
+
+-- Timeline steps: one JSON object per line in the record's `steps` field, appended as text. The
+-- oldest lines go once the field passes STEPS_MAX_BYTES (counted in `steps_dropped`), so an event
+-- failing for days keeps a bounded record.
+local STEPS_MAX_BYTES = 8192
+
+local function add_step(hash, step)
+  local f = redis.call('HMGET', hash, 'steps', 'steps_dropped')
+  local text = step
+  if f[1] and f[1] ~= '' then text = f[1] .. '\n' .. step end
+  local dropped = 0
+  while #text > STEPS_MAX_BYTES do
+    local cut = string.find(text, '\n', 1, true)
+    if not cut then break end
+    text = string.sub(text, cut + 1)
+    dropped = dropped + 1
+  end
+  if dropped > 0 then
+    redis.call('HSET', hash, 'steps', text, 'steps_dropped', (tonumber(f[2]) or 0) + dropped)
+  else
+    redis.call('HSET', hash, 'steps', text)
+  end
+end
+
+-- The step of the attempt that ends now (read before the claim's fields are cleared).
+local function attempt_step(hash, now, ending, extra)
+  local f = redis.call('HMGET', hash, 'consumer', 'claimed_at', 'attempts')
+  local started = tonumber(f[2])
+  local step = {step = 'attempt', at = started or now, by = f[1] or '', n = tonumber(f[3])}
+  step['end'] = ending
+  if started then step.ms = math.max(0, now - started) end
+  for key, v in pairs(extra) do step[key] = v end
+  return cjson.encode(step)
+end
+
+-- Finished events: records in the `finished` hash, listed in the lexicographic `finished_index`
+-- (all scores 0). Each member is <index>:<suffix>, the suffix being
+--   <finished_at ms, 13 digits> TAB <account> TAB <command> TAB <outcome> TAB <event id>
+-- and the indexes 't:' (all), 'a:<account>:', 'c:<command>:' and 'o:deleted:'. Account and
+-- command are reduced to [A-Za-z0-9_.-], so no prefix can run into another.
+local function index_name(text)
+  if type(text) ~= 'string' then text = '' end
+  return (string.gsub(text, '[^%w_.-]', '_'))
+end
+
+local function finished_suffix(ms, account, command, outcome, id)
+  return string.format('%013.0f', ms) .. '\t' .. index_name(account) .. '\t' ..
+    index_name(command) .. '\t' .. outcome .. '\t' .. id
+end
+
+-- ms, account, command, outcome, id of a suffix (nil when it is not one).
+local function parse_suffix(suffix)
+  return string.match(suffix, '^(%d+)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
+end
+
+local function index_members(suffix)
+  local _, account, command, outcome = parse_suffix(suffix)
+  local members = {'t:' .. suffix, 'a:' .. account .. ':' .. suffix,
+                   'c:' .. command .. ':' .. suffix}
+  if outcome == 'deleted' then members[#members + 1] = 'o:deleted:' .. suffix end
+  return members
+end
+
+local function retention(max_events, max_age_ms)
+  return {events = int_arg(max_events, 'max events'), age = int_arg(max_age_ms, 'max age')}
+end
+
+-- Remove finished records past the retention, oldest first, at most `budget` of them.
+local function trim_finished(finished, findex, keep, now, budget)
+  local removed = 0
+  local count = redis.call('HLEN', finished)
+  while removed < budget do
+    local oldest = redis.call('ZRANGEBYLEX', findex, '[t:', '(t;', 'LIMIT', 0, 1)[1]
+    if not oldest then break end
+    local suffix = string.sub(oldest, 3)
+    local ms, _, _, _, id = parse_suffix(suffix)
+    if not ms then
+      redis.call('ZREM', findex, oldest)
+    else
+      if count <= keep.events and tonumber(ms) >= now - keep.age then break end
+      for _, m in ipairs(index_members(suffix)) do redis.call('ZREM', findex, m) end
+      count = count - redis.call('HDEL', finished, id)
+    end
+    removed = removed + 1
+  end
+  return removed
+end
+
+-- Remove the index members of a finished record about to be replaced (never happens with
+-- unique ids; a record written twice by hand must not be listed twice).
+local function unindex_finished(finished, findex, id)
+  local old = redis.call('HGET', finished, id)
+  if not old then return end
+  local ok, r = pcall(cjson.decode, old)
+  if ok and type(r) == 'table' and tonumber(r.finished_at) then
+    local outcome = 'completed'
+    if r.outcome == 'deleted' then outcome = 'deleted' end
+    local suffix = finished_suffix(tonumber(r.finished_at), r.account_id, r.exec_command,
+                                   outcome, id)
+    for _, m in ipairs(index_members(suffix)) do redis.call('ZREM', findex, m) end
+  end
+end
+
+-- The finished record of a live event as JSON text (reads only): its fields, its parameters
+-- and steps spliced in as stored, the last step `last_step` added, and the result (raw JSON or
+-- nil). Returns the text and the index suffix.
+local function finished_record(hash, id, outcome, now, by, last_step, result)
+  local f = redis.call('HMGET', hash, 'account_id', 'exec_command', 'dedup_key', 'times_queued',
+    'created_at', 'last_error', 'idempotency_key', 'added_by', 'attempts', 'steps_dropped',
+    'data', 'steps')
+  local meta = {event_id = id, account_id = f[1] or '', exec_command = f[2] or '',
+    dedup_key = f[3] or '', times_queued = tonumber(f[4]), created_at = tonumber(f[5]),
+    last_error = f[6] or '', idempotency_key = f[7] or '', added_by = f[8] or '',
+    attempts = tonumber(f[9]), steps_dropped = tonumber(f[10]), finished_at = now,
+    outcome = outcome, by = by}
+  local data = f[11]
+  if not data or data == '' or not json_ok(data) then data = 'null' end
+  local steps = f[12] or ''
+  if last_step then
+    if steps ~= '' then steps = steps .. '\n' .. last_step else steps = last_step end
+  end
+  steps = '[' .. string.gsub(steps, '\n', ',') .. ']'
+  if not json_ok(steps) then steps = '[]' end
+  local text = cjson.encode(meta)
+  text = string.sub(text, 1, -2) .. ',"data":' .. data .. ',"steps":' .. steps
+  if result then text = text .. ',"result":' .. result end
+  return text .. '}', finished_suffix(now, f[1], f[2], outcome, id)
+end
+
+-- Keep a finished record and list it; then trim what is past the retention.
+local function keep_finished(finished, findex, id, text, suffix, keep, now)
+  unindex_finished(finished, findex, id)
+  redis.call('HSET', finished, id, text)
+  for _, m in ipairs(index_members(suffix)) do redis.call('ZADD', findex, 0, m) end
+  trim_finished(finished, findex, keep, now, 10)
+end
 """
 
 ENQUEUE: Final = r"""
@@ -143,17 +269,18 @@ ENQUEUE: Final = r"""
 --   KEYS[base+1] event hash  KEYS[base+2] account index  KEYS[base+3] command index
 --   KEYS[base+4] idempotency key (ignored when ARGV says there is none)
 -- ARGV[1] idempotency ttl (ms)   ARGV[2] number of events n
--- then for event i (base = 2 + 6*(i-1)):
+-- then for event i (base = 2 + 7*(i-1)):
 --   ARGV[base+1] event id  ARGV[base+2] dedup key  ARGV[base+3] account id
 --   ARGV[base+4] exec command  ARGV[base+5] data JSON  ARGV[base+6] idempotency key or ''
+--   ARGV[base+7] who added it by hand (an operator's address) or '' (stored only when given)
 -- Returns a flat array: for each event, status and the event id. Status 1: queued (the new id);
 -- 0: duplicate of the active event named; 2: this idempotency key was seen before, and the id
 -- is the event it made then (a resent request, not a different one).
 local queue, active, dedup_index, all = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local idem_ttl, n = int_arg(ARGV[1], 'ttl'), int_arg(ARGV[2], 'n')
-if #KEYS ~= 4 + 4 * n or #ARGV ~= 2 + 6 * n then error('enqueue: KEYS/ARGV do not match n') end
+if #KEYS ~= 4 + 4 * n or #ARGV ~= 2 + 7 * n then error('enqueue: KEYS/ARGV do not match n') end
 for i = 1, n do
-  local data = ARGV[2 + 6 * (i - 1) + 5]
+  local data = ARGV[2 + 7 * (i - 1) + 5]
   if not json_ok(data) then error('enqueue: data of event ' .. i .. ' is not finite JSON') end
 end
 -- Index scores are microseconds plus the position in the batch, so listings keep enqueue order.
@@ -161,7 +288,7 @@ local us = now_us()
 local now = math.floor(us / 1000)
 local out = {}
 for i = 1, n do
-  local kb, ab = 4 + 4 * (i - 1), 2 + 6 * (i - 1)
+  local kb, ab = 4 + 4 * (i - 1), 2 + 7 * (i - 1)
   local hash, by_account, by_command, idem_key = KEYS[kb + 1], KEYS[kb + 2], KEYS[kb + 3], KEYS[kb + 4]
   local id, dedup, account, command, data, idem =
     ARGV[ab + 1], ARGV[ab + 2], ARGV[ab + 3], ARGV[ab + 4], ARGV[ab + 5], ARGV[ab + 6]
@@ -180,6 +307,7 @@ for i = 1, n do
       'dedup_key', dedup, 'times_queued', 1, 'created_at', now, 'updated_at', now, 'data', data,
       'state', 'queued', 'last_error', '', 'next_attempt_at', '', 'result', '', 'consumer', '',
       'claim', '', 'idempotency_key', idem)
+    if ARGV[ab + 7] ~= '' then redis.call('HSET', hash, 'added_by', ARGV[ab + 7]) end
     redis.call('RPUSH', queue, id)
     redis.call('SADD', active, dedup)
     redis.call('HSET', dedup_index, dedup, id)
@@ -217,6 +345,7 @@ local now = now_ms()
 redis.call('ZADD', leases, now + lease_ms, id)
 redis.call('HSET', hash, 'state', 'processing', 'consumer', consumer, 'claim', claim,
   'lock_token', '', 'claimed_at', now, 'updated_at', now, 'next_attempt_at', '')
+redis.call('HINCRBY', hash, 'attempts', 1)
 local out = {'ok'}
 for _, v in ipairs(redis.call('HGETALL', hash)) do out[#out + 1] = v end
 return out
@@ -268,22 +397,26 @@ return 'ok'
 """
 
 COMPLETE: Final = r"""
--- Finish an event successfully: store its outcome in the history, drop its dedup key and record,
--- and release the account lock if the caller holds it (never a lock it does not hold).
+-- Finish an event successfully: keep its finished record (with the result and the attempt that
+-- ends now) for the retention, drop its dedup key and live record, and release the account
+-- lock if the caller holds it (never a lock it does not hold).
 -- KEYS[1] rebalance_queue  KEYS[2] processing  KEYS[3] leases  KEYS[4] retry_wait
--- KEYS[5] active_events  KEYS[6] dedup index  KEYS[7] requeued  KEYS[8] events:all  KEYS[9] history
--- KEYS[10] event hash  KEYS[11] account index  KEYS[12] command index  KEYS[13] account lock
--- ARGV[1] event id  ARGV[2] claim token  ARGV[3] result JSON  ARGV[4] history cap
--- ARGV[5] lock token or ''
+-- KEYS[5] active_events  KEYS[6] dedup index  KEYS[7] requeued  KEYS[8] events:all
+-- KEYS[9] finished  KEYS[10] finished_index  KEYS[11] event hash  KEYS[12] account index
+-- KEYS[13] command index  KEYS[14] account lock
+-- ARGV[1] event id  ARGV[2] claim token  ARGV[3] result JSON  ARGV[4] lock token or ''
+-- ARGV[5] consumer id  ARGV[6] finished records kept at most  ARGV[7] kept at most (ms)
 -- Returns 'completed'; 'completed_late' when the claim had lost the event but nobody else runs
 -- it (reaped, or re-claimed and waiting for the account lock): the work was done, so it is not
 -- run again; 'lost' when another claim holds the account lock for it (its command may be running:
 -- nothing is changed); 'missing' (the lock is still released); 'bad_result' (nothing changed).
 local k = {queue = KEYS[1], processing = KEYS[2], leases = KEYS[3], retry = KEYS[4],
-  active = KEYS[5], dedup_index = KEYS[6], requeued = KEYS[7], all = KEYS[8], history = KEYS[9],
-  hash = KEYS[10], by_account = KEYS[11], by_command = KEYS[12]}
-local lock_key = KEYS[13]
-local id, claim, result, cap, token = ARGV[1], ARGV[2], ARGV[3], int_arg(ARGV[4], 'cap'), ARGV[5]
+  active = KEYS[5], dedup_index = KEYS[6], requeued = KEYS[7], all = KEYS[8],
+  finished = KEYS[9], findex = KEYS[10], hash = KEYS[11], by_account = KEYS[12],
+  by_command = KEYS[13]}
+local lock_key = KEYS[14]
+local id, claim, result, token, consumer = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local keep = retention(ARGV[6], ARGV[7])
 if not json_ok(result) then return 'bad_result' end
 local mine = holds_lock(lock_key, token)
 local who = ownership(k.processing, k.hash, id, claim)
@@ -292,9 +425,18 @@ if who == 'taken' then
   if theirs and theirs ~= '' and redis.call('GET', lock_key) == theirs then return 'lost' end
 end
 if who ~= 'missing' then
-  local entry = history_entry(k.hash, id, 'completed', now_ms(), {}, {result = result})
-  push_history(k.history, cap, entry)
-  forget(k, id, dedup_keys(k.hash))
+  local now = now_ms()
+  local step
+  if who == 'owned' then
+    step = attempt_step(k.hash, now, 'completed', {})
+  else
+    step = cjson.encode({step = 'attempt', at = now, by = consumer, ['end'] = 'completed',
+                         late = true})
+  end
+  local text, suffix = finished_record(k.hash, id, 'completed', now, consumer, step, result)
+  local dedup = dedup_keys(k.hash)
+  keep_finished(k.finished, k.findex, id, text, suffix, keep, now)
+  forget(k, id, dedup)
 end
 if mine then redis.call('DEL', lock_key) end
 if who == 'missing' then return 'missing' end
@@ -303,12 +445,13 @@ return 'completed_late'
 """
 
 FAIL: Final = r"""
--- Record a failed attempt: times_queued + 1, the error, and a wait of requeue_delay in the retry
--- area. The dedup key stays. The account lock is released if the caller holds it.
+-- Record a failed attempt: times_queued + 1, the error, the attempt in the timeline, and a wait
+-- of requeue_delay in the retry area. The dedup key stays. The account lock is released if the
+-- caller holds it.
 -- KEYS[1] processing  KEYS[2] leases  KEYS[3] retry_wait  KEYS[4] requeued  KEYS[5] event hash
 -- KEYS[6] account lock
 -- ARGV[1] event id  ARGV[2] claim token  ARGV[3] error text  ARGV[4] requeue delay (ms)
--- ARGV[5] lock token or ''
+-- ARGV[5] lock token or ''  ARGV[6] the error as the timeline keeps it (shorter)
 -- Returns {times_queued, due ms} or {-1, 0} when the claim no longer owns the event.
 local processing, leases, retry, requeued, hash = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local lock_key = KEYS[6]
@@ -321,18 +464,21 @@ end
 local now = now_ms()
 local due = now + delay
 local times = next_times(hash)
+local step = attempt_step(hash, now, 'failed', {error = ARGV[6], due = due})
 redis.call('LREM', processing, 0, id)
 redis.call('ZREM', leases, id)
 redis.call('ZADD', retry, due, id)
 redis.call('ZADD', requeued, times, id)
 redis.call('HSET', hash, 'times_queued', times, 'state', 'retry_wait', 'last_error', err,
   'next_attempt_at', due, 'consumer', '', 'claim', '', 'lock_token', '', 'updated_at', now)
+add_step(hash, step)
 if mine then redis.call('DEL', lock_key) end
 return {times, due}
 """
 
 RELEASE: Final = r"""
--- Hand an unfinished event back on shutdown: to the head of the queue, times_queued unchanged.
+-- Hand an unfinished event back on shutdown: to the head of the queue, times_queued unchanged;
+-- the attempt is kept in the timeline as handed back.
 -- KEYS[1] rebalance_queue  KEYS[2] processing  KEYS[3] leases  KEYS[4] event hash
 -- KEYS[5] account lock
 -- ARGV[1] event id  ARGV[2] claim token  ARGV[3] lock token or ''
@@ -343,11 +489,14 @@ local mine = holds_lock(lock_key, token)
 local owned = ownership(processing, hash, id, claim) == 'owned'
 if mine then redis.call('DEL', lock_key) end
 if not owned then return 0 end
+local now = now_ms()
+local step = attempt_step(hash, now, 'handed_back', {})
 redis.call('LREM', processing, 0, id)
 redis.call('ZREM', leases, id)
 redis.call('LPUSH', queue, id)
 redis.call('HSET', hash, 'state', 'queued', 'consumer', '', 'claim', '', 'lock_token', '',
-  'updated_at', now_ms())
+  'updated_at', now)
+add_step(hash, step)
 return 1
 """
 
@@ -381,19 +530,28 @@ return moved
 """
 
 RETRY_NOW: Final = r"""
--- An operator sends a retry-waiting event to the head of the queue now (times_queued unchanged).
+-- An operator sends a retry-waiting event to the head of the queue now (times_queued unchanged);
+-- the timeline says who.
 -- KEYS[1] rebalance_queue  KEYS[2] retry_wait  KEYS[3] event hash  KEYS[4] done marker
--- ARGV[1] event id  ARGV[2] done-marker ttl (ms)
+-- KEYS[5] finished
+-- ARGV[1] event id  ARGV[2] done-marker ttl (ms)  ARGV[3] who asked (the operator's address)
 -- The done marker makes a resent call (after a lost connection) answer 'ok' again.
--- Returns 'ok', 'missing', or the event's current state when it is not waiting for a retry.
+-- Returns 'ok', 'missing', or the event's current state when it is not waiting for a retry
+-- ('completed' or 'deleted' for a finished event).
 local queue, retry, hash, done, id = KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1]
 local marker_ms = int_arg(ARGV[2], 'marker ttl')
 if redis.call('GET', done) == 'retried' then return 'ok' end
-if redis.call('EXISTS', hash) == 0 then return 'missing' end
+if redis.call('EXISTS', hash) == 0 then
+  local record = redis.call('HGET', KEYS[5], id)
+  if record then return string.match(record, '"outcome":"(%a+)"') or 'finished' end
+  return 'missing'
+end
 if not redis.call('ZSCORE', retry, id) then return redis.call('HGET', hash, 'state') or 'unknown' end
+local now = now_ms()
 redis.call('ZREM', retry, id)
 redis.call('LPUSH', queue, id)
-redis.call('HSET', hash, 'state', 'queued', 'next_attempt_at', '', 'updated_at', now_ms())
+redis.call('HSET', hash, 'state', 'queued', 'next_attempt_at', '', 'updated_at', now)
+add_step(hash, cjson.encode({step = 'retried', at = now, by = ARGV[3]}))
 redis.call('SET', done, 'retried', 'PX', marker_ms)
 return 'ok'
 """
@@ -417,7 +575,8 @@ return redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
 """
 
 REAP: Final = r"""
--- Put events whose processor was lost back at the tail of the queue with times_queued + 1.
+-- Put events whose processor was lost back at the tail of the queue with times_queued + 1; the
+-- attempt is kept in the timeline as lease_expired.
 -- Safe to run from several processes: each lease is re-checked.
 -- KEYS[1] rebalance_queue  KEYS[2] processing  KEYS[3] leases  KEYS[4] requeued
 -- then KEYS[4+i] the hash of event i
@@ -432,11 +591,13 @@ for i, id in ipairs(ARGV) do
   if expiry and tonumber(expiry) <= now then
     local placed = redis.call('LPOS', processing, id)
     local exists = redis.call('EXISTS', hash) == 1
-    local times, consumer = 0, 'unknown'
+    local times, consumer, err, step = 0, 'unknown', '', ''
     if placed and exists then
       times = next_times(hash)
       consumer = redis.call('HGET', hash, 'consumer') or ''
       if consumer == '' then consumer = 'unknown' end
+      err = 'processor ' .. consumer .. ' was lost: its lease expired before the event finished'
+      step = attempt_step(hash, now, 'lease_expired', {error = err})
     end
     redis.call('ZREM', leases, id)
     if placed then redis.call('LREM', processing, 0, id) end
@@ -444,8 +605,8 @@ for i, id in ipairs(ARGV) do
       redis.call('RPUSH', queue, id)
       redis.call('ZADD', requeued, times, id)
       redis.call('HSET', hash, 'times_queued', times, 'state', 'queued', 'consumer', '',
-        'claim', '', 'lock_token', '', 'updated_at', now, 'last_error',
-        'processor ' .. consumer .. ' was lost: its lease expired before the event finished')
+        'claim', '', 'lock_token', '', 'updated_at', now, 'last_error', err)
+      add_step(hash, step)
       out[#out + 1] = id
     end
   end
@@ -454,31 +615,40 @@ return out
 """
 
 DELETE: Final = r"""
--- An operator deletes an event that is not being processed, with its dedup key.
+-- An operator deletes an event that is not being processed, with its dedup key; its finished
+-- record (outcome 'deleted', by the operator's address) is kept for the retention.
 -- KEYS[1] rebalance_queue  KEYS[2] processing  KEYS[3] leases  KEYS[4] retry_wait
--- KEYS[5] active_events  KEYS[6] dedup index  KEYS[7] requeued  KEYS[8] events:all  KEYS[9] history
--- KEYS[10] event hash  KEYS[11] account index  KEYS[12] command index  KEYS[13] done marker
+-- KEYS[5] active_events  KEYS[6] dedup index  KEYS[7] requeued  KEYS[8] events:all
+-- KEYS[9] finished  KEYS[10] finished_index  KEYS[11] event hash  KEYS[12] account index
+-- KEYS[13] command index  KEYS[14] done marker
 -- ARGV[1] event id  ARGV[2] account id and ARGV[3] command the caller read ('' when absent;
--- re-checked)  ARGV[4] history cap  ARGV[5] the dedup key the caller computed
--- ARGV[6] done-marker ttl (ms)
+-- re-checked)  ARGV[4] the dedup key the caller computed  ARGV[5] done-marker ttl (ms)
+-- ARGV[6] who asked (the operator's address)  ARGV[7] finished records kept at most
+-- ARGV[8] kept at most (ms)
 -- The done marker makes a resent call (after a lost connection) answer 'deleted' again instead
 -- of 'missing': it is written with the deletion and read first.
--- Returns 'deleted', 'missing', 'processing', or 'changed' (the record is not the one read).
+-- Returns 'deleted', 'missing', 'processing', 'changed' (the record is not the one read), or
+-- 'finished:<outcome>' when the event already finished (completed, or deleted before).
 local k = {queue = KEYS[1], processing = KEYS[2], leases = KEYS[3], retry = KEYS[4],
-  active = KEYS[5], dedup_index = KEYS[6], requeued = KEYS[7], all = KEYS[8], history = KEYS[9],
-  hash = KEYS[10], by_account = KEYS[11], by_command = KEYS[12]}
-local done = KEYS[13]
-local id, cap, marker_ms = ARGV[1], int_arg(ARGV[4], 'cap'), int_arg(ARGV[6], 'marker ttl')
+  active = KEYS[5], dedup_index = KEYS[6], requeued = KEYS[7], all = KEYS[8],
+  finished = KEYS[9], findex = KEYS[10], hash = KEYS[11], by_account = KEYS[12],
+  by_command = KEYS[13]}
+local done = KEYS[14]
+local id, marker_ms = ARGV[1], int_arg(ARGV[5], 'marker ttl')
+local keep = retention(ARGV[7], ARGV[8])
 if redis.call('EXISTS', k.hash) == 0 then
   if redis.call('GET', done) == 'deleted' then return 'deleted' end
+  local record = redis.call('HGET', k.finished, id)
+  if record then return 'finished:' .. (string.match(record, '"outcome":"(%a+)"') or '?') end
   return 'missing'
 end
 local f = redis.call('HMGET', k.hash, 'account_id', 'exec_command')
 if (f[1] or '') ~= ARGV[2] or (f[2] or '') ~= ARGV[3] then return 'changed' end
 if redis.call('LPOS', k.processing, id) then return 'processing' end
-local entry = history_entry(k.hash, id, 'deleted', now_ms(), {}, {})
-local dedup = dedup_keys(k.hash, ARGV[5])
-push_history(k.history, cap, entry)
+local now = now_ms()
+local text, suffix = finished_record(k.hash, id, 'deleted', now, ARGV[6], nil, nil)
+local dedup = dedup_keys(k.hash, ARGV[4])
+keep_finished(k.finished, k.findex, id, text, suffix, keep, now)
 forget(k, id, dedup)
 redis.call('SET', done, 'deleted', 'PX', marker_ms)
 return 'deleted'
@@ -491,7 +661,7 @@ STATS: Final = r"""
 -- The consistency counts are O(1) too: every live event sits in exactly one area and owns one
 -- dedup key, so events:all = queue + processing + retry_wait = active_events = dedup index.
 -- KEYS[1] rebalance_queue  KEYS[2] processing  KEYS[3] retry_wait  KEYS[4] active_events
--- KEYS[5] requeued  KEYS[6] events:all  KEYS[7] dedup index
+-- KEYS[5] requeued  KEYS[6] events:all  KEYS[7] dedup index  KEYS[8] finished
 -- ARGV[1] sample size
 -- Returns a JSON object.
 local processing_count = redis.call('LLEN', KEYS[2])
@@ -511,7 +681,7 @@ return cjson.encode({
   queue_length = redis.call('LLEN', KEYS[1]), processing = processing_count,
   retry_waiting = redis.call('ZCARD', KEYS[3]), active_events = redis.call('SCARD', KEYS[4]),
   requeued = redis.call('ZCARD', KEYS[5]), total = redis.call('ZCARD', KEYS[6]),
-  dedup_index = redis.call('HLEN', KEYS[7]),
+  dedup_index = redis.call('HLEN', KEYS[7]), finished = redis.call('HLEN', KEYS[8]),
   oldest_waiting = oldest, requeued_sample = sample,
   now_ms = now_ms()})
 """
@@ -540,6 +710,158 @@ FETCH: Final = r"""
 local out = {}
 for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
 return out
+"""
+
+LOOKUP: Final = r"""
+-- One event by id, live or finished (read only).
+-- KEYS[1] event hash  KEYS[2] finished   ARGV[1] event id
+-- Returns {'live', field1, value1, ...}, {'finished', record JSON} or {'missing'}.
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields > 0 then
+  local out = {'live'}
+  for _, v in ipairs(fields) do out[#out + 1] = v end
+  return out
+end
+local record = redis.call('HGET', KEYS[2], ARGV[1])
+if record then return {'finished', record} end
+return {'missing'}
+"""
+
+HISTORY: Final = r"""
+-- One page of finished events (read only), newest first ('older': the walk goes back in time)
+-- or oldest first ('newer'), filtered by account, command, outcome and finish time.
+-- The index walked is the one with the fewest members in the time range among those the
+-- filters name (the account's, the command's, the deleted events'; else all of them); the other
+-- filters are checked on each member, with no record read. At most `budget` members are read:
+-- when the budget ends first, the page may be short and `more` says to go on from the cursor.
+-- KEYS[1] finished_index  KEYS[2] finished
+-- ARGV[1] 'older' or 'newer'  ARGV[2] cursor: a member's suffix, excluded ('' = from the end)
+-- ARGV[3] since ms (included) or ''  ARGV[4] until ms (excluded) or ''  ARGV[5] account or ''
+-- ARGV[6] command or ''  ARGV[7] outcome or ''  ARGV[8] limit  ARGV[9] budget
+-- Returns {more, cursor, suffix1, record1, suffix2, record2, ...}; a record is '' if missing.
+local findex, finished = KEYS[1], KEYS[2]
+local direction, cursor = ARGV[1], ARGV[2]
+local account, command, outcome = index_name(ARGV[5]), index_name(ARGV[6]), index_name(ARGV[7])
+local limit, budget = int_arg(ARGV[8], 'limit'), int_arg(ARGV[9], 'budget')
+if direction ~= 'older' and direction ~= 'newer' then error('history: bad direction') end
+if limit < 1 or budget < limit + 1 then error('history: bad limit or budget') end
+local older = direction == 'older'
+local since, till = '', 'A'
+if ARGV[3] ~= '' then since = string.format('%013.0f', int_arg(ARGV[3], 'since')) end
+if ARGV[4] ~= '' then till = string.format('%013.0f', int_arg(ARGV[4], 'until')) end
+
+local function bounds(prefix)
+  local lo, hi = '[' .. prefix .. since, '(' .. prefix .. till
+  if cursor ~= '' then
+    if older and cursor < till then hi = '(' .. prefix .. cursor end
+    if not older and cursor >= since then lo = '(' .. prefix .. cursor end
+  end
+  return lo, hi
+end
+
+local candidates = {}
+if ARGV[5] ~= '' then candidates[#candidates + 1] = 'a:' .. account .. ':' end
+if ARGV[6] ~= '' then candidates[#candidates + 1] = 'c:' .. command .. ':' end
+if outcome == 'deleted' then candidates[#candidates + 1] = 'o:deleted:' end
+if #candidates == 0 then candidates[1] = 't:' end
+local prefix, lo, hi, size
+for _, p in ipairs(candidates) do
+  local l, h = bounds(p)
+  local n = redis.call('ZLEXCOUNT', findex, l, h)
+  if not size or n < size then prefix, lo, hi, size = p, l, h, n end
+end
+
+-- One anchored pattern checks every filter on a member's suffix (no capture, no record read).
+local function field(value, given)
+  if not given then return '[^\t]*' end
+  return (string.gsub(value, '[%.%-]', '%%%0'))
+end
+local shape = '^%d+\t' .. field(account, ARGV[5] ~= '') .. '\t' ..
+  field(command, ARGV[6] ~= '') .. '\t' .. field(outcome, outcome ~= '') .. '\t'
+local function wanted(suffix)
+  return string.find(suffix, shape) ~= nil
+end
+
+local out = {0, ''}
+local found, scanned, chunk = 0, 0, limit + 1
+while true do
+  local batch
+  if older then
+    batch = redis.call('ZREVRANGEBYLEX', findex, hi, lo, 'LIMIT', 0, chunk)
+  else
+    batch = redis.call('ZRANGEBYLEX', findex, lo, hi, 'LIMIT', 0, chunk)
+  end
+  for _, member in ipairs(batch) do
+    local suffix = string.sub(member, #prefix + 1)
+    if wanted(suffix) then
+      if found == limit then
+        out[1], out[2] = 1, out[#out - 1]
+        return out
+      end
+      local _, _, _, _, id = parse_suffix(suffix)
+      out[#out + 1] = suffix
+      out[#out + 1] = redis.call('HGET', finished, id) or ''
+      found = found + 1
+    end
+    scanned = scanned + 1
+    if scanned >= budget then
+      out[1], out[2] = 1, suffix
+      return out
+    end
+  end
+  if #batch < chunk then return out end
+  if older then hi = '(' .. batch[#batch] else lo = '(' .. batch[#batch] end
+  chunk = math.min(chunk * 2, 512)
+end
+"""
+
+TRIM_FINISHED: Final = r"""
+-- Remove finished records past the retention (too many, or too old), oldest first. The scripts
+-- that finish events trim a few each time; this catches up (e.g. after the retention was
+-- lowered, or when no event finished for longer than the age kept).
+-- KEYS[1] finished  KEYS[2] finished_index
+-- ARGV[1] kept at most (count)  ARGV[2] kept at most (ms)  ARGV[3] removed at most
+-- Returns how many were removed.
+local keep = retention(ARGV[1], ARGV[2])
+return trim_finished(KEYS[1], KEYS[2], keep, now_ms(), int_arg(ARGV[3], 'budget'))
+"""
+
+MIGRATE_HISTORY: Final = r"""
+-- Turn entries of the history list of earlier versions (JSON summaries, newest first) into
+-- finished records, oldest first, one batch at a time. The entry's text is kept as it is (it
+-- holds the fields of a finished record, without parameters and steps); an entry that is not a
+-- JSON object with an event id, or whose id is already kept, is dropped.
+-- KEYS[1] history list  KEYS[2] finished  KEYS[3] finished_index
+-- ARGV[1] batch size  ARGV[2] kept at most (count)  ARGV[3] kept at most (ms)
+-- Returns {moved, dropped, entries left}.
+local batch = int_arg(ARGV[1], 'batch')
+local keep = retention(ARGV[2], ARGV[3])
+if batch < 1 then error('migrate history: bad batch') end
+local entries = redis.call('LRANGE', KEYS[1], -batch, -1)
+local now = now_ms()
+local function text_of(v) if type(v) == 'string' then return v end return '' end
+local order, moving, dropped = {}, {}, 0
+for i = #entries, 1, -1 do
+  local ok, e = pcall(cjson.decode, entries[i])
+  local id = ok and type(e) == 'table' and e.event_id
+  if type(id) == 'string' and id ~= '' and redis.call('HEXISTS', KEYS[2], id) == 0
+      and not moving[id] then
+    local outcome = 'completed'
+    if e.outcome == 'deleted' then outcome = 'deleted' end
+    moving[id] = {entries[i], finished_suffix(tonumber(e.finished_at) or now,
+      text_of(e.account_id), text_of(e.exec_command), outcome, id)}
+    order[#order + 1] = id
+  else
+    dropped = dropped + 1
+  end
+end
+for _, id in ipairs(order) do
+  redis.call('HSET', KEYS[2], id, moving[id][1])
+  for _, m in ipairs(index_members(moving[id][2])) do redis.call('ZADD', KEYS[3], 0, m) end
+end
+if #entries > 0 then redis.call('LTRIM', KEYS[1], 0, -#entries - 1) end
+trim_finished(KEYS[2], KEYS[3], keep, now, 1000)
+return {#order, dropped, redis.call('LLEN', KEYS[1])}
 """
 
 UPTIME: Final = r"""
@@ -780,6 +1102,10 @@ ALL: Final = {
     "stats": STATS,
     "page": PAGE,
     "fetch": FETCH,
+    "lookup": LOOKUP,
+    "history": HISTORY,
+    "trim_finished": TRIM_FINISHED,
+    "migrate_history": MIGRATE_HISTORY,
     "uptime": UPTIME,
     "heartbeat": HEARTBEAT,
     "forget_processor": FORGET_PROCESSOR,

@@ -50,6 +50,7 @@ class QueueStats:
     memory_used_bytes: int = 0
     memory_limit_bytes: int = 0  # Redis's maxmemory; 0: no limit
     dedup_index_size: int = 0
+    finished_events: int = 0  # finished records kept for the retention
 
     @property
     def placed_events(self) -> int:

@@ -44,7 +44,7 @@ def connect_queue(settings: Settings) -> EventQueue:
     """
     return EventQueue.from_url(
         settings.redis_connection, timeout=settings.redis_timeout_seconds, reconnect_once=True,
-        key_prefix=settings.redis_key_prefix,
+        key_prefix=settings.redis_key_prefix, retention=settings.retention,
     )
 
 

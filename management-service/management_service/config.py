@@ -30,6 +30,13 @@ from pydantic_settings import (
 
 from event_queue.cli import ConfigProblem, clean, read_yaml
 from event_queue.connections import InvalidRedisUrl, parse_url
+from event_queue.finished import (
+    DEFAULT_MAX_AGE_DAYS,
+    DEFAULT_MAX_EVENTS,
+    MAX_AGE_DAYS_LIMIT,
+    MAX_EVENTS_LIMIT,
+    Retention,
+)
 from event_queue.keys import DEFAULT_PREFIX, PREFIX_PATTERN
 
 CONFIG_ENV = "MANAGEMENT_CONFIG"
@@ -41,7 +48,8 @@ _HEADER_NAME = r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$"
 
 # Settings whose variable is not MANAGEMENT_<KEY>; secrets are read from the environment only.
 _VARIABLES = {"redis_connection": "REDIS_URL", "redis_key_prefix": "REDIS_KEY_PREFIX",
-              "accounts_file": "ACCOUNTS_FILE",
+              "accounts_file": "ACCOUNTS_FILE", "history_max_events": "HISTORY_MAX_EVENTS",
+              "history_max_age_days": "HISTORY_MAX_AGE_DAYS",
               "api_key": "MANAGEMENT_API_KEY", "read_api_key": "MANAGEMENT_READ_API_KEY"}
 _SECRETS = ("api_key", "read_api_key")
 
@@ -112,6 +120,14 @@ class Settings(BaseSettings):
     redis_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
     max_body_bytes: int = Field(default=65536, ge=1024, le=10 * 1024 * 1024)
     audit_cap: int = Field(default=1000, ge=10, le=100_000)
+    history_max_events: int = Field(
+        default=DEFAULT_MAX_EVENTS, ge=1, le=MAX_EVENTS_LIMIT,
+        validation_alias=AliasChoices("HISTORY_MAX_EVENTS", "history_max_events"),
+        description="finished events kept (the processor's history.max_events: use the same)")
+    history_max_age_days: float = Field(
+        default=DEFAULT_MAX_AGE_DAYS, gt=0, le=MAX_AGE_DAYS_LIMIT,
+        validation_alias=AliasChoices("HISTORY_MAX_AGE_DAYS", "history_max_age_days"),
+        description="nor longer than this (the processor's history.max_age_days)")
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     health: HealthSettings = Field(default_factory=HealthSettings)
 
@@ -147,6 +163,13 @@ class Settings(BaseSettings):
             settings_cls, yaml_file=yaml_file, yaml_config_section=CONFIG_SECTION
         )
         return init_settings, env_settings, yaml_source
+
+    @property
+    def retention(self) -> Retention:
+        """How long finished events keep their record (enforced when an operator deletes one;
+        the processor enforces it for the events it completes)."""
+        return Retention(max_events=self.history_max_events,
+                         max_age_seconds=self.history_max_age_days * 86400)
 
     @property
     def mutations_enabled(self) -> bool:

@@ -10,9 +10,11 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from event_queue import (
+    EventFinished,
     EventNotFound,
     EventNotWaiting,
     EventProcessing,
+    InvalidCursor,
     InvalidResult,
     LeaseLost,
     QueueUnavailable,
@@ -91,6 +93,7 @@ STATUS: dict[type[Exception], int] = {
     EventNotFound: 404,
     EventProcessing: 409,
     EventNotWaiting: 409,
+    EventFinished: 409,
     LeaseLost: 409,
     DuplicateEvent: 409,
     UnknownAccount: 422,
@@ -98,6 +101,7 @@ STATUS: dict[type[Exception], int] = {
     InvalidBody: 422,
     AccountDisabled: 422,
     InvalidResult: 422,
+    InvalidCursor: 422,
     ManualEventsDisabled: 503,
     QueueUnavailable: 503,
     RedisError: 503,  # e.g. OOM under noeviction, READONLY replica, MISCONF: Redis refuses, not us
@@ -111,6 +115,9 @@ def error_body(exc: Exception) -> dict[str, Any]:
         return {"detail": [{"loc": ["body", "account_id"], "msg": str(exc), "type": kind}]}
     if isinstance(exc, InvalidBody | InvalidResult):
         return {"detail": [{"loc": ["body"], "msg": str(exc), "type": "invalid_json"}]}
+    if isinstance(exc, InvalidCursor):
+        return {"detail": [{"loc": ["query"], "msg": f"{exc}: pass the older or newer value of "
+                            "a page as before or after", "type": "invalid_cursor"}]}
     if isinstance(exc, RedisError) and not isinstance(exc, QueueUnavailable):
         return {"detail": f"queue unavailable: Redis answered {type(exc).__name__}: {exc}"}
     body: dict[str, Any] = {"detail": str(exc)}

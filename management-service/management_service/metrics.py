@@ -30,6 +30,7 @@ _QUEUE_GAUGES = {
     "total_events": "Live events",
     "oldest_event_age_seconds": "Age of the oldest event not being processed",
     "processors_alive": "Processors with a heartbeat within the health window",
+    "finished_events": "Finished events whose record is kept (the history's retention)",
 }
 
 
@@ -69,6 +70,7 @@ class Metrics:
             "total_events": stats.total_events,
             "oldest_event_age_seconds": stats.oldest_event_age_seconds or 0.0,
             "processors_alive": len(seen.processors),
+            "finished_events": stats.finished_events,
         }
         for name, value in values.items():
             self._gauge(name).set(value)

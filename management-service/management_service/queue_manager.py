@@ -16,6 +16,9 @@ from event_queue import (
     EventQueue,
     EventState,
     ExecCommand,
+    FinishedEvent,
+    HistoryPage,
+    HistoryQuery,
     QueueError,
     QueueUnavailable,
     RepairReport,
@@ -102,13 +105,14 @@ class QueueManager:
         window = matching[filters.offset:filters.offset + filters.limit]
         return EventPage(window, len(matching), filters.limit, filters.offset)
 
-    async def get_event(self, event_id: str) -> Event:
-        """One event; raises EventNotFound."""
-        return await self.queue.get(event_id)
+    async def get_event(self, event_id: str) -> Event | FinishedEvent:
+        """One event, live or finished (kept for the retention); raises EventNotFound."""
+        return await self.queue.lookup(event_id)
 
-    async def history(self, limit: int) -> list[dict[str, Any]]:
-        """Finished events (completed or deleted), newest first."""
-        return await self.queue.history(limit=limit)
+    async def history(self, query: HistoryQuery) -> HistoryPage:
+        """A page of finished events (completed or deleted), newest first; raises
+        InvalidCursor."""
+        return await self.queue.history(query)
 
     async def audit_log(self, limit: int) -> list[dict[str, Any]]:
         """Operator actions, newest first."""
@@ -119,7 +123,7 @@ class QueueManager:
     async def delete_event(self, event_id: str, operator: Operator) -> Event:
         """Delete an event and its dedup key; raises EventNotFound or EventProcessing."""
         try:
-            event = await self.queue.delete(event_id)
+            event = await self.queue.delete(event_id, by=operator.client)
         except QueueError as exc:
             await self._audit("delete", operator, exc, event_id=event_id)
             raise
@@ -129,7 +133,7 @@ class QueueManager:
     async def retry_event(self, event_id: str, operator: Operator) -> Event:
         """Send a retry-waiting event to the head of the queue now."""
         try:
-            event = await self.queue.retry_now(event_id)
+            event = await self.queue.retry_now(event_id, by=operator.client)
         except QueueError as exc:
             await self._audit("retry", operator, exc, event_id=event_id)
             raise
@@ -149,7 +153,8 @@ class QueueManager:
             # A fresh idempotency key: a resent call (the connection dropped after Redis ran it)
             # is answered with this event, not as a duplicate of itself.
             result = await self.queue.enqueue(new_event,
-                                              idempotency_key=MANUAL_PREFIX + new_event_id())
+                                              idempotency_key=MANUAL_PREFIX + new_event_id(),
+                                              added_by=operator.client)
         except QueueError as exc:
             await self._audit("add", operator, exc, account_id=account, exec_command=command)
             raise

@@ -7,7 +7,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from event_queue import Event, EventPage, EventSummary, ProcessorInfo
+from event_queue import (
+    Event,
+    EventPage,
+    EventSummary,
+    FinishedEvent,
+    HistoryPage,
+    ProcessorInfo,
+    Retention,
+)
+from event_queue.timeline import Step
+
+EventStateOut = Literal["queued", "processing", "retry_wait", "completed", "deleted"]
 
 
 class _Out(BaseModel):
@@ -34,20 +45,77 @@ class EventOut(_Out):
         return cls(**_listed_fields(event))
 
 
-class EventDetail(EventOut):
-    """One event with its parameters and the result of its last run."""
+class TimelineStepOut(_Out):
+    """One step of an event's timeline."""
 
+    at: datetime | None = Field(description="when; for an attempt, when it was claimed")
+    step: Literal["received", "queued", "attempt", "retried", "completed", "deleted"]
+    attempt: int | None = Field(default=None, description="the attempt's number (1, 2, ...)")
+    consumer: str | None = Field(default=None, description="the processor of the attempt")
+    duration_ms: int | None = Field(default=None, description="how long the attempt took")
+    outcome: Literal["running", "completed", "failed", "handed_back", "lease_expired"] | None = (
+        Field(default=None, description="how the attempt ended: handed_back = given back on a "
+              "processor's stop (not counted as a failure); lease_expired = its processor was "
+              "lost and the reaper requeued it"))
+    error: str | None = Field(default=None, description="why the attempt failed (its first "
+                              "500 characters)")
+    next_attempt_at: datetime | None = Field(
+        default=None, description="after a failed attempt: when it was due again")
+    by: str | None = Field(default=None, description="who: the operator's address (queued by "
+                           "hand, retried, deleted) or the processor (completed)")
+    late: bool = Field(default=False, description="completed after its lease had expired (the "
+                       "work was done, so the event was not run again)")
+
+    @classmethod
+    def of(cls, step: Step) -> TimelineStepOut:
+        return cls.model_validate(step, from_attributes=True)
+
+
+class EventDetail(EventOut):
+    """One event, live or finished: its parameters, its timeline and the result of its run."""
+
+    state: EventStateOut
     data: dict[str, Any]
     result: Any = None
     idempotency_key: str | None
+    attempts: int = Field(description="how many times a processor claimed it")
+    finished_at: datetime | None = Field(description="when it completed or was deleted")
+    finished_by: str | None = Field(
+        description="the processor that completed it, or the operator's address that deleted it")
+    timeline: list[TimelineStepOut]
+    timeline_steps_dropped: int = Field(
+        description="earlier steps no longer kept (an event failing for days keeps its latest "
+        "ones)")
 
     @classmethod
-    def of(cls, event: Event) -> EventDetail:
+    def of(cls, event: Event | FinishedEvent) -> EventDetail:
+        if isinstance(event, FinishedEvent):
+            return cls._finished(event)
         return cls(
             **_listed_fields(event),
             data=event.data,
             result=event.result,
             idempotency_key=event.idempotency_key,
+            attempts=event.attempts,
+            finished_at=None,
+            finished_by=None,
+            timeline=[TimelineStepOut.of(s) for s in event.timeline()],
+            timeline_steps_dropped=event.steps_dropped,
+        )
+
+    @classmethod
+    def _finished(cls, event: FinishedEvent) -> EventDetail:
+        return cls(
+            event_id=event.event_id, account_id=event.account_id,
+            exec_command=event.exec_command, dedup_key=event.dedup_key,
+            times_queued=event.times_queued, state=event.state,
+            created_at=event.created_at or event.finished_at, last_error=event.last_error,
+            next_attempt_at=None, consumer=None, malformed=event.malformed, data=event.data,
+            result=event.result, idempotency_key=event.idempotency_key,
+            attempts=event.attempts, finished_at=event.finished_at,
+            finished_by=event.finished_by,
+            timeline=[TimelineStepOut.of(s) for s in event.timeline()],
+            timeline_steps_dropped=event.steps_dropped,
         )
 
 
@@ -149,6 +217,9 @@ class QueueStatusOut(_Out):
         "(total_events = queue_length + processing + retry_waiting = active_events_count); "
         "when false, see inconsistencies and POST /queue/repair")
     inconsistencies: list[str] = Field(description="what the counts say is wrong")
+    finished_events: int = Field(
+        description="finished (completed or deleted) events whose record is kept")
+    retention: RetentionOut
 
 
 class RepairOut(_Out):
@@ -204,6 +275,18 @@ class DeletedOut(_Out):
     deleted: EventOut
 
 
+class RetentionOut(_Out):
+    """How long finished events keep their record."""
+
+    max_events: int
+    max_age_days: float
+
+    @classmethod
+    def of(cls, retention: Retention) -> RetentionOut:
+        return cls(max_events=retention.max_events,
+                   max_age_days=round(retention.max_age_seconds / 86400, 6))
+
+
 class AuditOut(_Out):
     """Operator actions, newest first."""
 
@@ -211,13 +294,52 @@ class AuditOut(_Out):
     limit: int
 
 
-class HistoryOut(_Out):
-    """Recently finished events, newest first (a capped list: the most recent ones only)."""
+class HistoryEntryOut(_Out):
+    """A finished event, as listed (``GET /queue/events/{id}`` adds its parameters and
+    timeline)."""
 
-    entries: list[dict[str, Any]] = Field(
-        description="event_id, account_id, exec_command, times_queued, created_at, outcome "
-        "(completed or deleted), finished_at, and the command's result or who deleted it")
+    event_id: str
+    account_id: str
+    exec_command: str
+    outcome: Literal["completed", "deleted"]
+    times_queued: int
+    attempts: int
+    created_at: datetime | None
+    finished_at: datetime | None
+    finished_by: str | None = Field(
+        description="the processor that completed it, or the operator's address that deleted it")
+    last_error: str | None
+    result: Any = Field(default=None, description="the command's result (a completed event)")
+    malformed: str | None = Field(description="why the stored record did not decode, if so")
+
+    @classmethod
+    def of(cls, event: FinishedEvent) -> HistoryEntryOut:
+        return cls(
+            event_id=event.event_id, account_id=event.account_id,
+            exec_command=event.exec_command, outcome=event.outcome.value,
+            times_queued=event.times_queued, attempts=event.attempts,
+            created_at=event.created_at, finished_at=event.finished_at,
+            finished_by=event.finished_by, last_error=event.last_error, result=event.result,
+            malformed=event.malformed)
+
+
+class HistoryOut(_Out):
+    """A page of finished events, newest first."""
+
+    entries: list[HistoryEntryOut]
     limit: int
+    older: str | None = Field(
+        description="pass as `before` for the next older page; null: nothing older matches. "
+        "A page may hold fewer than `limit` entries while this is set (its walk met its read "
+        "budget first): go on")
+    newer: str | None = Field(
+        description="pass as `after` for the next newer page; null: this is the newest page")
+    retention: RetentionOut
+
+    @classmethod
+    def of(cls, page: HistoryPage, retention: Retention) -> HistoryOut:
+        return cls(entries=[HistoryEntryOut.of(e) for e in page.entries], limit=page.limit,
+                   older=page.older, newer=page.newer, retention=RetentionOut.of(retention))
 
 
 class ErrorOut(_Out):
@@ -237,7 +359,8 @@ NEEDS_KEY: Responses = {
     401: {"model": ErrorOut, "description": "API key missing or wrong"},
     403: {"model": ErrorOut, "description": "mutations disabled: MANAGEMENT_API_KEY is not set"},
 }
-NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "no live event has this id"}}
+NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "no event has this id (or "
+                               "its record is past the retention)"}}
 TOO_LARGE: Responses = {413: {"model": ErrorOut,
                               "description": "the body is larger than max_body_bytes"}}
 

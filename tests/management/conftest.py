@@ -148,3 +148,30 @@ async def requeue(queue: EventQueue, *, error: str = "IBKR unavailable after 4 a
     event = await claim(queue)
     await queue.fail(event, "worker-1", error, requeue_delay=delay)
     return event
+
+
+# A rebalance's result as the processor stores it (issue 11's shape): the orders it placed and,
+# per symbol, where the account should be, where it was and what was done.
+REBALANCE_RESULT: dict[str, Any] = {
+    "account_id": ACCOUNTS[0],
+    "targets": {"source": "strategy balanced", "cash_reserve_percent": 2},
+    "cancelled_orders": 0,
+    "orders": [
+        {"symbol": "AGG", "action": "SELL", "quantity": 30, "order_type": "MKT",
+         "status": "Filled", "filled": 30, "avg_price": 98.49},
+        {"symbol": "SPY", "action": "BUY", "quantity": 12, "order_type": "MKT",
+         "status": "Filled", "filled": 12, "avg_price": 510.02},
+    ],
+    "symbols": [
+        {"symbol": "SPY", "target_weight": 60, "price": 510.0, "bid": 509.98, "ask": 510.02,
+         "target_shares": 117.6471, "current": 105, "ordered": 12, "filled": 12,
+         "avg_price": 510.02, "reason": None},
+        {"symbol": "AGG", "target_weight": 38, "price": 98.5, "bid": 98.49, "ask": 98.51,
+         "target_shares": 385.7868, "current": 416, "ordered": -30, "filled": -30,
+         "avg_price": 98.49, "reason": None},
+        {"symbol": "GLD", "target_weight": 2, "price": 180.25, "bid": 180.2, "ask": 180.3,
+         "target_shares": 11.0957, "current": 11, "ordered": 0, "filled": 0,
+         "avg_price": None, "reason": "within the drift band: 1 share is worth less than the "
+                                      "100 USD minimum order"},
+    ],
+}

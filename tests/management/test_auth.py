@@ -130,7 +130,7 @@ async def test_every_mutation_is_audited_and_logged_without_the_key(
     entries = (await admin.get("/audit")).json()["entries"]
     seen = [(e["action"], e["outcome"]) for e in reversed(entries)]
     assert seen == [("add", "queued"), ("add", "duplicate"), ("retry", "event_not_waiting"),
-                    ("delete", "deleted"), ("delete", "event_not_found")]
+                    ("delete", "deleted"), ("delete", "event_finished")]
     deleted = entries[1]
     assert deleted["event_id"] == event_id and deleted["account_id"] == ACCOUNTS[0]
     assert deleted["exec_command"] == "rebalance" and deleted["client"] == "127.0.0.1"

@@ -18,7 +18,8 @@ from management_service.config import ConfigError, load_settings
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_CONFIG = ROOT / "management-service" / "config.yaml"
 ENV_NAMES = ("REDIS_URL", "MANAGEMENT_API_KEY", "MANAGEMENT_READ_API_KEY", "ACCOUNTS_FILE",
-             "MANAGEMENT_CONFIG", "MANAGEMENT_PORT", "MANAGEMENT_HEALTH__TIMEOUT_SECONDS")
+             "MANAGEMENT_CONFIG", "MANAGEMENT_PORT", "MANAGEMENT_HEALTH__TIMEOUT_SECONDS",
+             "HISTORY_MAX_EVENTS", "HISTORY_MAX_AGE_DAYS")
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +47,9 @@ def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("REDIS_URL", "redis://env:6379/1")
     monkeypatch.setenv("MANAGEMENT_API_KEY", "k" * 32)
     monkeypatch.setenv("MANAGEMENT_HEALTH__TIMEOUT_SECONDS", "0.5")
+    monkeypatch.setenv("HISTORY_MAX_AGE_DAYS", "7")
     settings = load_settings()
+    assert settings.retention.max_age_seconds == 7 * 86400
     assert settings.redis_connection == "redis://env:6379/1"
     assert settings.port == 9001
     assert settings.health.processor_window_seconds == 30
@@ -65,6 +68,9 @@ def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch, tmp_pat
         ("management:\n  port: 8000\n", {"MANAGEMENT_API_KEY": "short"}, "MANAGEMENT_API_KEY"),
         ("management:\n  port: 8000\n", {"REDIS_URL": "http://redis:6379"}, "REDIS_URL"),
         ("other: {}\n", {}, "management"),
+        ("management:\n  port: 8000\n", {"HISTORY_MAX_EVENTS": "0"},
+         "history_max_events \\(HISTORY_MAX_EVENTS\\)"),
+        ("management:\n  history_max_age_days: 400\n", {}, "history_max_age_days"),
     ],
 )
 def test_bad_configuration_names_the_key(

@@ -105,8 +105,11 @@ async def test_delete_removes_event_and_dedup_key(
     response = await admin.delete(f"/queue/events/{event_id}")
     assert response.status_code == 200
     assert response.json()["deleted"]["event_id"] == event_id
-    assert (await admin.get(f"/queue/events/{event_id}")).status_code == 404
-    assert (await admin.delete(f"/queue/events/{event_id}")).status_code == 404
+    record = (await admin.get(f"/queue/events/{event_id}")).json()  # its record is kept
+    assert (record["state"], record["finished_by"]) == ("deleted", "127.0.0.1")
+    again_deleted = await admin.delete(f"/queue/events/{event_id}")
+    assert again_deleted.status_code == 409 and again_deleted.json()["state"] == "deleted"
+    assert (await admin.delete("/queue/events/no-such-event")).status_code == 404
     # the dedup key went with it: the same account and command are accepted again
     again = NewEvent(account_id=ACCOUNTS[0], exec_command=ExecCommand.REBALANCE)
     assert not (await queue.enqueue(again)).duplicate

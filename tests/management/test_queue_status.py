@@ -71,6 +71,8 @@ async def test_metrics_report_the_same_counts(http: httpx.AsyncClient, queue: Ev
     await add(queue, ACCOUNTS[0])
     await add(queue, ACCOUNTS[1])
     await requeue(queue)
+    await add(queue, ACCOUNTS[2])
+    await queue.complete(await claim(queue), "worker-1")
     response = await http.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -78,6 +80,7 @@ async def test_metrics_report_the_same_counts(http: httpx.AsyncClient, queue: Ev
     assert values["rebalance_queue_length"] == 1
     assert values["rebalance_retry_waiting"] == 1
     assert values["rebalance_events_requeued"] == 1
+    assert values["rebalance_finished_events"] == 1
     assert values["management_redis_up"] == 1
     assert values["management_healthy"] == 0
     assert values["process_resident_memory_bytes"] > 0  # the standard process metrics too

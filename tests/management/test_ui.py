@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 
 import httpx
 
-from event_queue import EventQueue, EventState
-from tests.management.conftest import ACCOUNTS, API_KEY, add, claim, requeue
+from event_queue import EventQueue, EventState, ExecCommand
+from management_service.ui.routes import HISTORY_PAGE
+from tests.management.conftest import ACCOUNTS, API_KEY, REBALANCE_RESULT, add, claim, requeue
 
 READ_KEY = "a-read-only-key-for-the-ui-tests"
 
@@ -50,20 +52,93 @@ async def test_the_overview_shows_the_queue_the_checks_and_the_processors(
     assert body.status_code == 200 and "<html" not in body.text and "worker-7" in body.text
 
 
-async def test_a_finished_rebalance_shows_its_orders(http: httpx.AsyncClient, queue: EventQueue) -> None:
+def table(page: str, title: str) -> list[list[str]]:
+    """The body rows of the table labelled by the heading ``title``, as lists of cell texts."""
+    heading = re.search(r'<h2 id="([\w-]+)">' + re.escape(title) + "</h2>", page)
+    assert heading, f"no table {title!r}"
+    found = re.search(r'<table[^>]*aria-labelledby="' + heading.group(1) + r'"[^>]*>(.*?)</table>',
+                      page, re.S)
+    assert found, f"no table {title!r}"
+    body = found.group(1).split("<tbody>")[1]
+    return [[re.sub(r"<[^>]+>", "", cell).strip()
+             for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)]
+
+
+async def test_a_finished_rebalance_shows_each_symbol_its_orders_and_its_timeline(
+    http: httpx.AsyncClient, queue: EventQueue
+) -> None:
     await add(queue, ACCOUNTS[0])
-    event = await claim(queue)
-    await queue.complete(event, "worker-1", {"orders": [
-        {"symbol": "SPY", "action": "BUY", "quantity": 12, "order_type": "MKT",
-         "status": "Filled", "filled": 12, "avg_price": 510.02}]})
+    first = await claim(queue, "worker-1")
+    await queue.fail(first, "worker-1", "IBKRUnavailable: gateway down", requeue_delay=0)
+    await queue.promote_due_retries()
+    event = await claim(queue, "worker-2")
+    await queue.complete(event, "worker-2", REBALANCE_RESULT)
+
     page = await http.get(f"/ui/events/{event.event_id}")
     assert page.status_code == 200
-    row = re.search(r'<tr><th scope="row">SPY</th>(.*?)</tr>', page.text, re.S)
-    assert row and [cell for cell in re.findall(r"<td>(.*?)</td>", row.group(1))] == [
-        "BUY", "12", "MKT", "Filled", "12", "510.02"]
-    assert "completed" in page.text
+    assert table(page.text, "Per symbol") == [
+        ["SPY", "60 %", "510", "117.6471", "105", "12", "12", ""],
+        ["AGG", "38 %", "98.5", "385.7868", "416", "-30", "-30", ""],
+        ["GLD", "2 %", "180.25", "11.0957", "11", "0", "0",
+         "within the drift band: 1 share is worth less than the 100 USD minimum order"],
+    ]
+    assert table(page.text, "Orders") == [
+        ["AGG", "SELL", "30", "MKT", "Filled", "30", "98.49"],
+        ["SPY", "BUY", "12", "MKT", "Filled", "12", "510.02"],
+    ]
+    steps = [(row[1], row[2]) for row in table(page.text, "Timeline")]
+    assert steps == [("Received", ""), ("Queued", ""), ("Attempt 1: failed", "worker-1"),
+                     ("Attempt 2: completed", "worker-2"), ("Completed", "worker-2")]
+    failed = table(page.text, "Timeline")[2]
+    assert failed[4].startswith("IBKRUnavailable: gateway down; next attempt 20")
+    assert re.search(r'<dd class="state-completed">completed</dd>', page.text)
     missing = await http.get("/ui/events/no-such-event")
     assert missing.status_code == 404
+
+
+async def test_results_without_symbols_and_plans_still_render(
+    http: httpx.AsyncClient, queue: EventQueue
+) -> None:
+    await add(queue, ACCOUNTS[0])
+    old = await claim(queue)
+    await queue.complete(old, "worker-1", {"orders": REBALANCE_RESULT["orders"]})
+    page = (await http.get(f"/ui/events/{old.event_id}")).text
+    assert "Per symbol" not in page and len(table(page, "Orders")) == 2
+
+    await add(queue, ACCOUNTS[1], ExecCommand.PRINT_REBALANCE)
+    planned = await claim(queue)
+    await queue.complete(planned, "worker-1", {"plan": {"symbols": [
+        {"symbol": "SPY", "target_weight": 60, "price": 510.0, "target_shares": 117.6471,
+         "current": 105, "planned": 117, "order": {"action": "BUY", "quantity": 12},
+         "reason": None},
+        {"symbol": "AGG", "target_weight": 38, "price": 98.5, "target_shares": 385.7868,
+         "current": 416, "planned": 386, "order": {"action": "SELL", "quantity": 30},
+         "reason": None}]}})
+    page = (await http.get(f"/ui/events/{planned.event_id}")).text
+    assert table(page, "Plan per symbol") == [
+        ["SPY", "60 %", "510", "117.6471", "105", "12", ""],
+        ["AGG", "38 %", "98.5", "385.7868", "416", "-30", ""]]
+    assert "<h2 id=\"orders-title\">" not in page
+
+
+async def test_a_live_event_shows_its_running_attempt_and_an_operator_retry(
+    service_url: str, queue: EventQueue
+) -> None:
+    await add(queue, ACCOUNTS[0])
+    waiting = await requeue(queue, error="IBKR unavailable after 4 attempts")
+    operator = await signed_in(service_url)
+    try:
+        token = csrf_of((await operator.get(f"/ui/events/{waiting.event_id}")).text)
+        await operator.post(f"/ui/events/{waiting.event_id}/retry", data={"csrf": token})
+        await claim(queue, "worker-9")
+        page = (await operator.get(f"/ui/events/{waiting.event_id}")).text
+    finally:
+        await operator.aclose()
+    rows = table(page, "Timeline")
+    assert [(r[1], r[2]) for r in rows] == [
+        ("Received", ""), ("Queued", ""), ("Attempt 1: failed", "worker-1"),
+        ("Retried now", "operator 127.0.0.1"), ("Attempt 2: running", "worker-9")]
 
 
 async def test_retry_and_delete_need_an_operator_session_and_its_csrf_token(
@@ -158,13 +233,71 @@ async def test_sign_in_never_redirects_off_site_and_the_cookie_is_strict(service
         assert API_KEY not in cookie
 
 
-async def test_history_filters_are_validated(http: httpx.AsyncClient, queue: EventQueue) -> None:
+def history_ids(page: str) -> list[str]:
+    return re.findall(r'<th scope="row"><a href="/ui/events/([^"]+)">', page)
+
+
+async def test_history_filters_include_and_exclude_the_right_events(
+    http: httpx.AsyncClient, admin: httpx.AsyncClient, queue: EventQueue
+) -> None:
     await add(queue, ACCOUNTS[0])
-    await queue.complete(await claim(queue), "worker-1", {"ok": True})
-    shown = await http.get("/ui/history", params={"account_id": ACCOUNTS[0],
-                                                  "outcome": "completed"})
-    other = await http.get("/ui/history", params={"account_id": ACCOUNTS[1]})
+    early = (await claim(queue)).event_id
+    await queue.complete(await queue.get(early), "worker-1", {"ok": True})
+    await asyncio.sleep(1.1)  # the form's times are to the second
+    middle = (await queue.stats()).redis_time.replace(microsecond=0)
+    await asyncio.sleep(0.05)
+    await add(queue, ACCOUNTS[1], ExecCommand.PRINT_EQUITY)
+    late = (await claim(queue)).event_id
+    await queue.complete(await queue.get(late), "worker-1", {"ok": True})
+    deleted = await add(queue, ACCOUNTS[0], ExecCommand.CANCEL_ORDERS)
+    assert (await admin.delete(f"/queue/events/{deleted}")).status_code == 200
+
+    async def shown(**params: str) -> list[str]:
+        page = await http.get("/ui/history", params=params)
+        assert page.status_code == 200, page.text
+        return history_ids(page.text)
+
+    stamp = middle.strftime("%Y-%m-%dT%H:%M:%S")  # as the datetime-local input sends it
+    assert await shown() == [deleted, late, early]
+    assert await shown(account_id=ACCOUNTS[0]) == [deleted, early]
+    assert await shown(exec_command="print-equity") == [late]
+    assert await shown(outcome="deleted") == [deleted]
+    assert await shown(outcome="completed", account_id=ACCOUNTS[0]) == [early]
+    assert await shown(since=stamp) == [deleted, late]
+    assert await shown(until=stamp) == [early]
+    assert await shown(account_id=ACCOUNTS[2]) == []
+    page = (await http.get("/ui/history", params={"since": stamp})).text
+    assert f'value="{stamp}"' in page  # the form shows the filter back
+
+
+async def test_history_pages_link_to_older_and_newer(
+    http: httpx.AsyncClient, queue: EventQueue
+) -> None:
+    done = []
+    for _ in range(HISTORY_PAGE + 3):
+        await add(queue, ACCOUNTS[0], ExecCommand.PRINT_EQUITY)
+        event = await claim(queue)
+        await queue.complete(event, "worker-1")
+        done.append(event.event_id)
+    first = (await http.get("/ui/history", params={"account_id": ACCOUNTS[0]})).text
+    assert history_ids(first) == done[::-1][:HISTORY_PAGE]
+    assert "Newer</a>" not in first
+    older = re.search(r'<a href="(/ui/history\?[^"]+)" rel="next">Older</a>', first)
+    assert older and "account_id=" in older.group(1)
+    second = (await http.get(older.group(1).replace("&amp;", "&"))).text
+    assert history_ids(second) == done[::-1][HISTORY_PAGE:]
+    assert 'rel="next"' not in second
+    newer = re.search(r'<a href="(/ui/history\?[^"]+)" rel="prev">Newer</a>', second)
+    assert newer
+    back = (await http.get(newer.group(1).replace("&amp;", "&"))).text
+    assert history_ids(back) == done[::-1][:HISTORY_PAGE]
+
+
+async def test_history_filters_are_validated(http: httpx.AsyncClient) -> None:
     bad = await http.get("/ui/history", params={"account_id": "<script>"})
-    assert shown.status_code == 200 and ACCOUNTS[0] in shown.text and "/ui/events/" in shown.text
-    assert "No finished event matches." in other.text
     assert bad.status_code == 422 and "<script>" not in bad.text
+    backwards = await http.get("/ui/history", params={"since": "2026-11-28T15:00",
+                                                      "until": "2026-11-28T14:00"})
+    assert backwards.status_code == 422 and "From must be earlier than Until." in backwards.text
+    stale = await http.get("/ui/history", params={"before": "bm90LWEtY3Vyc29y"})
+    assert stale.status_code == 422 and "no longer valid" in stale.text

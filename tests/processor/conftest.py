@@ -27,13 +27,13 @@ SpawnProcessor = Callable[..., ProcessorProcess]
 
 
 def fast_settings(redis_url: str, *, ibkr: dict[str, Any] | None = None,
-                  **processing: Any) -> Settings:
+                  history: dict[str, Any] | None = None, **processing: Any) -> Settings:
     """Settings with short leases and intervals, for in-process processors."""
     fast = {"concurrency": 2, "requeue_delay": 0.2, "lease_seconds": 1.0, "claim_timeout": 0.2,
             "lock_poll_interval": 0.02, "reap_interval": 0.2, "promote_interval": 0.05,
             "heartbeat_interval": 0.2, "shutdown_grace": 1.0}
     return Settings(redis={"url": redis_url, "timeout": 1.0, "reconnect_delay": 0.1},
-                    processing={**fast, **processing}, ibkr=ibkr or {})
+                    processing={**fast, **processing}, ibkr=ibkr or {}, history=history or {})
 
 
 @pytest.fixture
@@ -42,8 +42,8 @@ async def start_processor(redis_url: str) -> AsyncIterator[StartProcessor]:
     running: list[tuple[EventProcessor, asyncio.Task[None]]] = []
 
     async def start(registry: Registry, *, ibkr: dict[str, Any] | None = None,
-                    **processing: Any) -> EventProcessor:
-        settings = fast_settings(redis_url, ibkr=ibkr, **processing)
+                    history: dict[str, Any] | None = None, **processing: Any) -> EventProcessor:
+        settings = fast_settings(redis_url, ibkr=ibkr, history=history, **processing)
         processor = EventProcessor.from_settings(settings, registry)
         running.append((processor, asyncio.create_task(processor.run())))
         return processor

@@ -80,7 +80,7 @@ async def test_redis_paused_past_a_lease_never_lets_two_commands_run_for_one_acc
     own_redis.process.send_signal(signal.SIGCONT)
 
     async def both_done() -> bool:
-        finished = {e["event_id"] for e in await own_queue.history(limit=10)}
+        finished = {e.event_id for e in (await own_queue.history()).entries}
         return {first.event_id, second.event_id} <= finished
 
     await wait_until(both_done, timeout=40, interval=0.2)
@@ -132,12 +132,12 @@ async def test_a_nan_result_completes_the_event_with_the_nan_kept_as_text(
     added = await queue.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE))
 
     async def finished() -> bool:
-        return bool(await queue.history())
+        return bool((await queue.history()).entries)
 
     await wait_until(finished, timeout=10)
-    (entry,) = await queue.history()
-    assert entry["event_id"] == added.event_id and entry["outcome"] == "completed"
-    assert entry["result"] == {"price": "NaN", "fills": [], "limit": "Infinity"}
+    (entry,) = (await queue.history()).entries
+    assert entry.event_id == added.event_id and entry.outcome == "completed"
+    assert entry.result == {"price": "NaN", "fills": [], "limit": "Infinity"}
     stats = await queue.stats()
     assert stats.inconsistencies == [] and stats.active_events == 0  # the dedup key went too
 
@@ -180,11 +180,11 @@ async def test_a_vanished_lock_is_taken_again_and_the_command_finishes(
     await wait_until(retaken, timeout=5)
 
     async def finished() -> bool:
-        return bool(await queue.history())
+        return bool((await queue.history()).entries)
 
     await wait_until(finished, timeout=10)
-    (entry,) = await queue.history()
-    assert entry["event_id"] == added.event_id and entry["times_queued"] == 1
+    (entry,) = (await queue.history()).entries
+    assert entry.event_id == added.event_id and entry.times_queued == 1
     assert command.cancelled == 0
 
 
@@ -227,10 +227,10 @@ async def test_redis_out_of_memory_while_commands_run_loses_nothing_and_runs_eac
             return (await own_queue.stats()).total_events == 0
 
         await wait_until(all_completed, timeout=15)
-        history = {e["event_id"]: e for e in await own_queue.history()}
+        history = {e.event_id: e for e in (await own_queue.history()).entries}
         assert set(history) == set(added)
         assert sorted(ran) == sorted(added)  # each command ran once
-        assert {e["times_queued"] for e in history.values()} == {1}
+        assert {e.times_queued for e in history.values()} == {1}
     finally:
         processor.request_stop("test over")
         await asyncio.wait_for(running, 20)

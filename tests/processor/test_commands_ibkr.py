@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from event_processor.commands.factory import create_registry
 from event_processor.config import Settings
 from event_processor.core.event_processor import EventProcessor
 from event_processor.services.ib_broker import IBBroker
-from event_queue import Event, EventQueue, ExecCommand, NewEvent
+from event_queue import Event, EventQueue, ExecCommand, FinishedEvent, NewEvent
 from ibkr_simulator import Simulator, start_simulator
 from tests.processor.conftest import fast_settings
 from tests.processor.harness import wait_until
@@ -64,13 +63,12 @@ async def run_event(queue: EventQueue, command: str, **data: Any) -> dict[str, A
                                             data=data))
 
     async def finished() -> bool:
-        return any(h["event_id"] == enqueued.event_id for h in await queue.history(limit=100))
+        return isinstance(await queue.lookup(enqueued.event_id), FinishedEvent)
 
     await wait_until(finished, timeout=15)
-    [entry] = [h for h in await queue.history(limit=100) if h["event_id"] == enqueued.event_id]
-    assert entry["outcome"] == "completed", entry
-    result = entry["result"]
-    return {**entry, "result": json.loads(result) if isinstance(result, str) else result}
+    entry = await queue.lookup(enqueued.event_id)
+    assert isinstance(entry, FinishedEvent) and entry.outcome == "completed", entry
+    return entry.model_dump()
 
 
 async def run_failing(queue: EventQueue, command: str, **data: Any) -> Event:
@@ -108,7 +106,7 @@ async def test_rebalance_reaches_the_targets_and_a_second_run_places_nothing(
     assert state["accounts"][ACCT]["cash"] >= 0.98 * 0.02 * net
 
     second = await run_event(queue, "rebalance")
-    assert not second["result"]["orders"]  # (the history stores an empty list as {})
+    assert second["result"]["orders"] == []
     assert len((await sim.admin.state())["executions"]) == len(state["executions"])
 
 

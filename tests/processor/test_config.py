@@ -15,6 +15,7 @@ from event_processor.config import (
     RetryConfig,
     load_settings,
 )
+from event_queue import Retention
 from tests.processor.harness import PYTHONPATH, ROOT
 
 
@@ -68,6 +69,8 @@ def test_removed_retry_keys_are_rejected_with_what_replaces_them(
      ({"ibkr": {"port": 70000}}, "ibkr.port"),
      ({"redis": {"url": "http://x"}}, "redis.url"),
      ({"processing": {"concurency": 3}}, "processing.concurency"),
+     ({"history": {"max_events": 0}}, "history.max_events"),
+     ({"history": {"max_age_days": 400}}, "history.max_age_days"),
      ({"healthcheck": {}}, "healthcheck")],
 )
 def test_bad_values_name_the_key(tmp_path: Path, data: dict[str, object], key: str) -> None:
@@ -89,10 +92,13 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("IB_HOST", "gateway")
     monkeypatch.setenv("IB_PORT", "7497")
     monkeypatch.setenv("PROCESSOR_PROCESSING__REQUEUE_DELAY", "7.5")
+    monkeypatch.setenv("HISTORY_MAX_EVENTS", "20000")
+    monkeypatch.setenv("HISTORY_MAX_AGE_DAYS", "7")
     settings = load_settings(path)
     assert settings.redis.url == "redis://env:6379/1"
     assert (settings.ibkr.host, settings.ibkr.port) == ("gateway", 7497)
     assert settings.processing.requeue_delay == 7.5
+    assert settings.history.retention == Retention(max_events=20000, max_age_seconds=7 * 86400)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from typing import Any
 
@@ -20,6 +21,8 @@ from event_queue import (
     EventQueue,
     EventState,
     ExecCommand,
+    FinishedEvent,
+    HistoryQuery,
     NewEvent,
     QueueUnavailable,
     keys,
@@ -57,11 +60,13 @@ def new(account: str, command: str = "print-positions", **data: Any) -> NewEvent
     return NewEvent(account_id=account, exec_command=ExecCommand(command), data=data)
 
 
-async def finished(queue: EventQueue) -> dict[str, dict[str, Any]]:
-    return {entry["event_id"]: entry for entry in await queue.history(limit=1000)}
+async def finished(queue: EventQueue) -> dict[str, FinishedEvent]:
+    page = await queue.history(HistoryQuery(limit=1000))
+    return {entry.event_id: entry for entry in page.entries}
 
 
-async def wait_finished(queue: EventQueue, count: int, timeout: float = 10) -> dict[str, Any]:
+async def wait_finished(queue: EventQueue, count: int,
+                        timeout: float = 10) -> dict[str, FinishedEvent]:
     async def done() -> bool:
         return len(await finished(queue)) >= count
 
@@ -77,8 +82,8 @@ async def test_a_successful_command_completes_and_drops_the_dedup_key(
     enqueued = await queue.enqueue(new("DU1"))
     history = await wait_finished(queue, 1)
     entry = history[enqueued.event_id]
-    assert (entry["outcome"], entry["times_queued"]) == ("completed", 1)
-    assert entry["result"] == {"done": "print-positions"}
+    assert (entry.outcome, entry.times_queued) == ("completed", 1)
+    assert entry.result == {"done": "print-positions"}
     assert (await queue.stats()).active_events == 0
     assert not (await queue.enqueue(new("DU1"))).duplicate  # the dedup key went with it
 
@@ -87,7 +92,7 @@ async def test_a_failed_command_requeues_with_times_queued_plus_one_and_its_erro
     queue: EventQueue, start_processor: StartProcessor
 ) -> None:
     command = Recorder(fail_until=1)
-    await start_processor(command.registry(), requeue_delay=0.5)
+    processor = await start_processor(command.registry(), requeue_delay=0.5)
     enqueued = await queue.enqueue(new("DU1"))
 
     async def failed_once() -> bool:
@@ -100,9 +105,51 @@ async def test_a_failed_command_requeues_with_times_queued_plus_one_and_its_erro
     assert waiting.next_attempt_at is not None
     assert (await queue.enqueue(new("DU1"))).duplicate  # the dedup key stays through requeues
     entry = (await wait_finished(queue, 1))[enqueued.event_id]
-    assert (entry["outcome"], entry["times_queued"]) == ("completed", 2)
+    assert (entry.outcome, entry.times_queued) == ("completed", 2)
     first, second = command.runs
     assert second["start"] - first["end"] >= 0.45  # the fixed requeue_delay, not sooner
+    me = processor.consumer_id
+    assert [(s.step, s.attempt, s.consumer, s.outcome, s.error, s.by)
+            for s in entry.timeline()] == [
+        ("received", None, None, None, None, None), ("queued", None, None, None, None, None),
+        ("attempt", 1, me, "failed", "RuntimeError: broker said no", None),
+        ("attempt", 2, me, "completed", None, None), ("completed", None, None, None, None, me)]
+
+
+async def test_the_completed_log_line_summarises_the_result_without_its_values(
+    queue: EventQueue, start_processor: StartProcessor, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def trade(event: Event, context: CommandContext) -> dict[str, Any]:
+        return {"account_id": event.account_id, "cash": 123456.78,
+                "orders": [{"symbol": "SPY", "status": "Filled"},
+                           {"symbol": "AGG", "status": "Filled"},
+                           {"symbol": "VTI", "status": "Cancelled"}],
+                "symbols": [{"symbol": "SPY"}, {"symbol": "AGG"}]}
+
+    caplog.set_level(logging.INFO, logger="event_processor.core.event_processor")
+    await start_processor({c.value: trade for c in ExecCommand})
+    enqueued = await queue.enqueue(new("DU1", "rebalance"))
+    await wait_finished(queue, 1)
+    (line,) = [r for r in caplog.records if r.getMessage() == "event completed"]
+    assert line.event_id == enqueued.event_id  # type: ignore[attr-defined]
+    assert line.result == (  # type: ignore[attr-defined]
+        "orders=3 (Filled 2, Cancelled 1), symbols=2; keys: account_id, cash, orders, symbols")
+    assert "123456" not in caplog.text and "SPY" not in caplog.text
+
+
+async def test_the_processor_removes_records_past_the_retention_while_nothing_finishes(
+    queue: EventQueue, start_processor: StartProcessor
+) -> None:
+    await start_processor(Recorder().registry(),
+                          history={"max_age_days": 0.5 / 86400, "trim_interval": 0.1})
+    enqueued = await queue.enqueue(new("DU1"))
+    await wait_finished(queue, 1)
+
+    async def forgotten() -> bool:
+        return not await queue.redis.hexists(queue.keys.finished, enqueued.event_id)
+
+    await wait_until(forgotten, timeout=5)
+    assert (await queue.history()).entries == []
 
 
 async def test_the_default_commands_fail_their_events_when_ibkr_is_disabled(
@@ -172,7 +219,7 @@ async def test_a_command_longer_than_its_lease_keeps_the_event(
         await other.close()
     assert reaped == []
     entry = (await wait_finished(queue, 1))[enqueued.event_id]
-    assert (entry["outcome"], entry["times_queued"]) == ("completed", 1)
+    assert (entry.outcome, entry.times_queued) == ("completed", 1)
     assert len(command.runs) == 1
 
 
@@ -189,7 +236,7 @@ async def test_waiting_for_a_locked_account_counts_nothing_and_keeps_the_lease(
     assert command.runs == []
     assert await queue.release_account_lock("DU1", "another-processor")
     entry = (await wait_finished(queue, 1))[enqueued.event_id]
-    assert entry["times_queued"] == 1
+    assert entry.times_queued == 1
 
 
 async def test_events_of_one_account_never_overlap_but_other_accounts_run_alongside(
@@ -219,10 +266,13 @@ async def test_the_reaper_requeues_the_event_of_a_dead_processor(
     finally:
         await dead.close()
     command = Recorder()
-    await start_processor(command.registry(), reap_interval=0.1)
+    processor = await start_processor(command.registry(), reap_interval=0.1)
     entry = (await wait_finished(queue, 1))[enqueued.event_id]
-    assert entry["times_queued"] == 2
-    assert "processor dead-processor was lost" in entry["last_error"]
+    assert entry.times_queued == 2
+    assert "processor dead-processor was lost" in (entry.last_error or "")
+    attempts = [(s.attempt, s.consumer, s.outcome) for s in entry.timeline() if s.step == "attempt"]
+    assert attempts == [(1, "dead-processor", "lease_expired"),
+                        (2, processor.consumer_id, "completed")]
 
 
 async def test_the_heartbeat_says_what_the_processor_does_and_goes_on_stop(
@@ -292,7 +342,7 @@ async def test_events_waiting_for_a_busy_account_do_not_starve_other_accounts(
     first_busy_end = min(r["end"] for r in command.runs if r["account_id"] == "DU1")
     other_run = next(r for r in command.runs if r["event_id"] == other.event_id)
     assert other_run["end"] < first_busy_end  # DU2 did not wait behind DU1's queue of events
-    assert {history[i]["times_queued"] for i in [*busy, other.event_id]} == {1}
+    assert {history[i].times_queued for i in [*busy, other.event_id]} == {1}
 
 
 async def test_without_parking_a_busy_account_holds_every_slot(

@@ -13,7 +13,16 @@ from typing import Any
 
 import pytest
 
-from event_queue import EventQueue, EventState, ExecCommand, NewEvent, QueueUnavailable
+from event_queue import (
+    EventQueue,
+    EventState,
+    ExecCommand,
+    FinishedEvent,
+    HistoryQuery,
+    NewEvent,
+    Outcome,
+    QueueUnavailable,
+)
 from event_queue.invariants import assert_consistent
 from event_queue.redis_server import RedisServer
 from tests.processor.conftest import SpawnProcessor
@@ -26,8 +35,9 @@ def new(account: str, command: str, **data: Any) -> NewEvent:
     return NewEvent(account_id=account, exec_command=ExecCommand(command), data=data)
 
 
-async def completed(queue: EventQueue) -> dict[str, dict[str, Any]]:
-    return {e["event_id"]: e for e in await queue.history(limit=1000) if e["outcome"] == "completed"}
+async def completed(queue: EventQueue) -> dict[str, FinishedEvent]:
+    page = await queue.history(HistoryQuery(outcome=Outcome.COMPLETED, limit=1000))
+    return {e.event_id: e for e in page.entries}
 
 
 async def wait_completed(queue: EventQueue, ids: set[str], timeout: float) -> dict[str, Any]:
@@ -87,16 +97,23 @@ async def test_sigterm_finishes_short_commands_hands_back_the_rest_and_exits_0(
     assert [r["what"] for r in runs[short.event_id]] == ["start", "end"]
     assert [r["what"] for r in runs[long.event_id]] == ["start", "cancelled"]
     assert waiting.event_id not in runs  # never started once the stop was asked
-    assert (await completed(queue))[short.event_id]["times_queued"] == 1
+    assert (await completed(queue))[short.event_id].times_queued == 1
     for handed_back in (long.event_id, waiting.event_id):
         event = await queue.get(handed_back)
         assert (event.state, event.times_queued, event.last_error) == (EventState.QUEUED, 1, None)
+        # A claim under way when the stop came may take the event again: handed back again.
+        attempts = [s for s in event.timeline() if s.step == "attempt"]
+        assert [(s.attempt, s.outcome, s.error) for s in attempts] == [
+            (n, "handed_back", None) for n in range(1, len(attempts) + 1)]
+        assert attempts and all(s.consumer and s.duration_ms is not None for s in attempts)
     head = (await queue.list(state=EventState.QUEUED)).events
     assert {e.event_id for e in head} == {long.event_id, waiting.event_id}
     assert await queue.alive_processors(within=60) == []
     logged = {(line.get("msg"), line.get("event_id")) for line in processor.log_lines()}
     assert ("event task cancelled; handing the event back", long.event_id) in logged
     assert ("event handed back", long.event_id) in logged
+    (done,) = [line for line in processor.log_lines() if line.get("msg") == "event completed"]
+    assert (done["event_id"], done["result"]) == (short.event_id, "keys: pid, slept")
 
 
 async def test_two_processors_never_overlap_commands_of_one_account(
@@ -111,7 +128,7 @@ async def test_two_processors_never_overlap_commands_of_one_account(
         ids |= {r.event_id for r in await queue.enqueue_many(batch)}
         history = await wait_completed(queue, ids, timeout=30)
     assert stop_all(processes) == [0, 0]
-    assert {history[i]["times_queued"] for i in ids} == {1}  # waiting for the account counts nothing
+    assert {history[i].times_queued for i in ids} == {1}  # waiting for the account counts nothing
     for account, runs in intervals(record).items():
         runs.sort()
         overlaps = [(a, b) for a, b in itertools.pairwise(runs) if b[0] < a[1]]
@@ -160,7 +177,7 @@ async def sigkill_chaos(
                    and not any(e["what"] in ("end", "fail") and e["times_queued"] == r["times_queued"]
                                for e in runs[i])}
     assert len(interrupted) >= kills // 2, "the kills should hit running commands"
-    assert all(history[i]["times_queued"] >= 2 for i in interrupted)
+    assert all(history[i].times_queued >= 2 for i in interrupted)
     reran = [r for i in interrupted for r in runs[i] if r["what"] == "start"]
     assert all(r["times_queued"] >= 2 for r in reran if r["pid"] not in killed)
 

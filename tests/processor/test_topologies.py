@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from event_queue import EventQueue, EventState, ExecCommand, NewEvent, QueueUnavailable
+from event_queue import (
+    EventQueue,
+    EventState,
+    ExecCommand,
+    HistoryQuery,
+    NewEvent,
+    Outcome,
+    QueueUnavailable,
+)
 from event_queue.connections import scan_keys
 from event_queue.invariants import assert_consistent
 from event_queue.redis_server import RedisBinary
@@ -65,7 +73,14 @@ async def test_every_script_runs_on_the_cluster_and_all_keys_share_one_slot(
     stats = await q.stats()
     assert stats.inconsistencies == [] and stats.total_events == 3
     assert (await q.repair()).fixed == 0
-    assert [e["outcome"] for e in await q.history()] == ["deleted", "completed"]
+    assert [e.outcome for e in (await q.history()).entries] == ["deleted", "completed"]
+    same = await q.history(HistoryQuery(exec_command=ExecCommand(again.exec_command),
+                                        outcome=Outcome.COMPLETED, limit=1))
+    assert [e.event_id for e in same.entries] == [again.event_id]
+    assert (await q.lookup(again.event_id)).timeline()[-1].step == "completed"
+    await q.redis.lpush(q.keys.history, '{"event_id": "old", "outcome": "deleted"}')
+    assert await q.migrate_legacy_keys() == 1
+    assert await q.trim_finished() == 0
     await assert_consistent(q.redis)
 
     names = [key async for key in scan_keys(q.redis, "*", near=q.keys.queue)]

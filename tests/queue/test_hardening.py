@@ -74,9 +74,9 @@ async def test_the_complete_script_itself_refuses_what_is_not_finite_json(
     outcome = await queue._run(
         "complete",
         [k.queue, k.processing, k.leases, k.retry_wait, k.active_events, k.dedup_index,
-         k.requeued, k.events_all, k.history, k.event(event.event_id), k.by_account("DU1"),
-         k.by_command("rebalance"), k.account_lock("DU1")],
-        [event.event_id, event.claim_token, text, 10, ""],
+         k.requeued, k.events_all, k.finished, k.finished_index, k.event(event.event_id),
+         k.by_account("DU1"), k.by_command("rebalance"), k.account_lock("DU1")],
+        [event.event_id, event.claim_token, text, "", "c1", 10, 60_000],
     )
     assert outcome == "bad_result"
     assert await everything(queue.redis) == before
@@ -87,9 +87,9 @@ async def test_results_are_stored_as_sent_empty_lists_stay_lists(queue: EventQue
     event = await claimed(queue)
     result = {"orders": [], "positions": {}, "note": "ü ✓", "big": 12345678901234567890}
     await queue.complete(event, "c1", result)
-    (entry,) = await queue.history()
-    assert entry["result"] == result
-    assert entry["outcome"] == "completed"
+    (entry,) = (await queue.history()).entries
+    assert entry.result == result
+    assert entry.outcome == "completed"
 
 
 @pytest.mark.parametrize("times", ["abc", "1.5", "", "-3", "1e300"])
@@ -258,12 +258,17 @@ def test_a_prefix_that_could_break_the_tag_is_refused() -> None:
             Keys(bad)
 
 
-async def test_a_history_entry_that_is_not_json_does_not_break_the_listing(
+async def test_a_finished_record_that_is_not_json_does_not_break_the_listing(
     queue: EventQueue,
 ) -> None:
-    event = await claimed(queue)
-    await queue.complete(event, "c1", {"ok": 1})
-    await queue.redis.lpush(keys.HISTORY, '{"result": 0x10}')
-    entries = await queue.history()
-    assert entries[0] == {"malformed": '{"result": 0x10}'}
-    assert entries[1]["result"] == {"ok": 1}
+    first = await claimed(queue)
+    await queue.complete(first, "c1", {"ok": 1})
+    second = await claimed(queue, account="DU2")
+    await queue.complete(second, "c1", {"ok": 2})
+    await queue.redis.hset(keys.FINISHED, second.event_id, '{"result": 0x10}')
+    broken, good = (await queue.history()).entries
+    assert (broken.event_id, broken.account_id, broken.exec_command) == (
+        second.event_id, "DU2", "rebalance")
+    assert broken.malformed == "the record is not a JSON object"
+    assert good.result == {"ok": 1}
+    assert (await queue.lookup(second.event_id)).malformed is not None

@@ -14,6 +14,7 @@ from event_queue import (
     ExecCommand,
     LeaseLost,
     NewEvent,
+    Retention,
     keys,
 )
 
@@ -59,23 +60,27 @@ async def test_complete_removes_event_and_dedup_key_and_keeps_history(queue: Eve
 
     assert await queue.redis.exists(keys.event(event.event_id)) == 0
     assert await queue.redis.scard(keys.ACTIVE_EVENTS) == 0
-    (entry,) = await queue.history()
-    assert entry["event_id"] == event.event_id
-    assert entry["outcome"] == "completed"
-    assert entry["result"] == {"orders": 2}
+    (entry,) = (await queue.history()).entries
+    assert entry.event_id == event.event_id
+    assert entry.outcome == "completed"
+    assert entry.result == {"orders": 2}
     again = await queue.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE))
     assert not again.duplicate
 
 
-async def test_history_is_capped(redis_url: str) -> None:
-    q = EventQueue.from_url(redis_url, history_limit=3)
+async def test_finished_records_are_capped_oldest_first(redis_url: str) -> None:
+    q = EventQueue.from_url(redis_url, retention=Retention(max_events=3))
+    ids = []
     for i in range(5):
         event = await enqueue_and_claim(q, account=f"DU{i}")
         await q.complete(event, "c1")
-    history = await q.history(limit=10)
+        ids.append(event.event_id)
+    history = (await q.history()).entries
+    gone = [await q.redis.hexists(q.keys.finished, i) for i in ids[:2]]
     await q.close()
 
-    assert [h["account_id"] for h in history] == ["DU4", "DU3", "DU2"]
+    assert [h.account_id for h in history] == ["DU4", "DU3", "DU2"]
+    assert gone == [False, False]
 
 
 async def test_fail_counts_keeps_dedup_key_and_waits_requeue_delay(queue: EventQueue) -> None:

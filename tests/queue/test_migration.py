@@ -54,7 +54,7 @@ async def test_a_queue_of_an_earlier_version_moves_to_the_tagged_names_and_runs_
     stats = await queue.stats()
     assert (stats.total_events, stats.retry_waiting, stats.events_requeued) == (4, 1, 1)
     assert stats.inconsistencies == []
-    assert [e["event_id"] for e in await queue.history()] == ["old"]
+    assert [e.event_id for e in (await queue.history()).entries] == ["old"]
     duplicate = await queue.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE),
                                     idempotency_key="webhook:w1")
     assert duplicate.event_id == "q1"

@@ -37,7 +37,7 @@ async def test_delete_removes_event_and_dedup_key(queue: EventQueue) -> None:
     assert await queue.redis.llen(keys.QUEUE) == 0
     assert await queue.redis.scard(keys.ACTIVE_EVENTS) == 0
     assert not (await queue.enqueue(new("DU1"))).duplicate
-    assert (await queue.history())[0]["outcome"] == "deleted"
+    assert (await queue.history()).entries[0].outcome == "deleted"
 
 
 async def test_delete_of_a_retry_waiting_event_clears_the_requeued_count(

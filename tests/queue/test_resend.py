@@ -99,7 +99,7 @@ async def test_a_resent_delete_answers_deleted(
     deleted = await queue.delete(added.event_id)
     assert proxy.cuts == 1
     assert deleted.event_id == added.event_id
-    assert [e["outcome"] for e in await queue.history()] == ["deleted"]  # once
+    assert [e.outcome for e in (await queue.history()).entries] == ["deleted"]  # once
 
 
 async def test_a_resent_add_answers_with_the_event_it_made(

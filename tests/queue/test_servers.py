@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from event_queue import EventQueue, ExecCommand, NewEvent, QueueUnavailable, redis_server
+from event_queue import (
+    EventQueue,
+    ExecCommand,
+    HistoryQuery,
+    NewEvent,
+    QueueUnavailable,
+    redis_server,
+)
 from event_queue.invariants import assert_consistent
 from event_queue.redis_server import RedisBinary, RedisServer, available_binaries
 
@@ -60,9 +67,18 @@ async def test_every_script_runs(binary: RedisBinary) -> None:
         await q.fail(waiting, "c", "y", requeue_delay=60)
         await q.retry_now(waiting.event_id)
         remaining = await q.list()
-        await q.delete(remaining.events[-1].event_id)
+        await q.delete(remaining.events[-1].event_id, by="10.0.0.1")
         stats = await q.stats()
         assert stats.total_events == len(remaining.events) - 1
+        assert (await q.lookup(fourth.event_id)).timeline()[-1].step == "completed"
+        first_page = await q.history(HistoryQuery(limit=1))
+        assert first_page.older is not None
+        older = await q.history(HistoryQuery(limit=1, before=first_page.older,
+                                             exec_command=ExecCommand(fourth.exec_command)))
+        assert [e.outcome for e in first_page.entries + older.entries] == ["deleted", "completed"]
+        await q.redis.lpush(q.keys.history, '{"event_id": "old", "outcome": "completed"}')
+        assert await q.migrate_legacy_keys() == 1
+        assert await q.trim_finished() == 0
         await q.heartbeat("c")
         assert [p.consumer_id for p in await q.alive_processors(within=5)] == ["c"]
         assert await q.acquire_account_lock("DU1", "t", ttl=1)

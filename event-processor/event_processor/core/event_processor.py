@@ -36,6 +36,7 @@ from event_processor.commands.base import (
 from event_processor.config import Settings
 from event_processor.core.flight import AccountLocks, Capacity, InFlight, Phase
 from event_processor.core.metrics import ProcessorMetrics
+from event_processor.core.summary import summarize_result
 from event_processor.services.ibkr_client import Broker, create_broker
 from event_processor.services.queue_service import QueueService
 from event_queue import (
@@ -251,6 +252,7 @@ class EventProcessor:
             ("heartbeat", p.heartbeat_interval, self.send_heartbeat),
             ("reap", p.reap_interval, self.reap_expired),
             ("promote", p.promote_interval, self.queue.promote_due),
+            ("trim", self.settings.history.trim_interval, self.trim_history),
         ]
         return [asyncio.create_task(self._every(*job), name=job[0]) for job in jobs]
 
@@ -519,7 +521,8 @@ class EventProcessor:
                         extra=self._event_fields(flight, error=describe_error(exc)))
             return
         self.metrics.ended(event.exec_command, "completed")
-        log.info("event completed", extra=self._event_fields(flight, status=status))
+        log.info("event completed", extra=self._event_fields(
+            flight, status=status, result=summarize_result(result)))
 
     async def fail_event(self, flight: InFlight, error: BaseException) -> None:
         """Requeue: ``times_queued + 1``, error recorded, ready again after ``requeue_delay``."""
@@ -602,6 +605,13 @@ class EventProcessor:
         return deadline is not None and time.monotonic() >= deadline
 
     # -- leases, heartbeat, reaper --------------------------------------------------------------
+
+    async def trim_history(self) -> None:
+        """Remove finished records past the retention (finishing an event trims a few; this
+        catches up when none finished for long, or after the retention was lowered)."""
+        removed = await self.queue.trim_history()
+        if removed:
+            log.info("finished records past the retention removed", extra={"removed": removed})
 
     async def renew_leases(self) -> None:
         """Extend the lease (and account lock) of every event this process holds."""

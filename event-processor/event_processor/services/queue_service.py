@@ -38,6 +38,7 @@ class QueueService:
         queue = EventQueue.from_url(
             settings.redis.url, timeout=settings.redis.timeout,
             lease_seconds=processing.lease_seconds, key_prefix=settings.redis.key_prefix,
+            retention=settings.history.retention,
         )
         return cls(queue, consumer_id=consumer_id, requeue_delay=processing.requeue_delay,
                    lock_seconds=processing.lease_seconds)
@@ -80,7 +81,8 @@ class QueueService:
         )
 
     async def remove_from_queued(self, event: Event, result: Any, lock_token: str) -> str:
-        """Complete the event: drop its record and its ``{account_id}:{exec_command}`` dedup key.
+        """Complete the event: drop its live record and its ``{account_id}:{exec_command}`` dedup
+        key; its finished record (result, timeline) is kept for the retention.
 
         Releases the account lock in the same script. Returns ``completed`` or ``completed_late``.
         """
@@ -105,6 +107,10 @@ class QueueService:
     async def reap_expired(self) -> list[str]:
         """Requeue (``times_queued + 1``) events whose processor stopped renewing their lease."""
         return await self.queue.reap_expired_leases()
+
+    async def trim_history(self) -> int:
+        """Remove finished records past the retention; returns how many."""
+        return await self.queue.trim_finished()
 
     async def promote_due(self) -> int:
         """Move events whose requeue delay is over back into the queue."""

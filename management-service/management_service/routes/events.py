@@ -48,7 +48,9 @@ async def list_events(
 
 @router.get("/{event_id}", response_model=EventDetail, responses=NOT_FOUND | UNAVAILABLE)
 async def get_event(manager: ManagerDep, event_id: EventId) -> EventDetail:
-    """One event with its parameters and the result of its last run."""
+    """One event, live or finished (completed or deleted, kept for the retention): its
+    parameters, its timeline (received, queued, every attempt with its processor, duration and
+    error, operator retries, completed or deleted and by whom) and the result of its run."""
     return EventDetail.of(await manager.get_event(event_id))
 
 

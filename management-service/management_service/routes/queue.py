@@ -1,13 +1,17 @@
 """``GET /queue/status`` (counts, the oldest waiting event, the live processors, Redis memory, the
-consistency check), ``GET /queue/history`` (recently finished events with their results) and
-``POST /queue/repair`` (the operator's repair of an inconsistent state)."""
+consistency check), ``GET /queue/history`` (finished events with their results, filtered and in
+pages) and ``POST /queue/repair`` (the operator's repair of an inconsistent state)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
 
+from event_queue import ExecCommand, HistoryQuery, Outcome
+from event_queue.events import ACCOUNT_ID_REGEX
 from management_service.bodies import StrictJsonRoute
 from management_service.deps import READ_ACCESS, ManagerDep, OperatorDep, ServicesDep
 from management_service.schemas import (
@@ -18,6 +22,7 @@ from management_service.schemas import (
     ProcessorOut,
     QueueStatusOut,
     RepairOut,
+    RetentionOut,
 )
 
 router = APIRouter(prefix="/queue", tags=["queue"], dependencies=[READ_ACCESS],
@@ -52,16 +57,52 @@ async def queue_status(services: ServicesDep) -> QueueStatusOut:
         redis_memory_limit_bytes=stats.memory_limit_bytes,
         consistent=not stats.inconsistencies,
         inconsistencies=stats.inconsistencies,
+        finished_events=stats.finished_events,
+        retention=RetentionOut.of(services.settings.retention),
     )
+
+
+Cursor = Annotated[str | None, Query(min_length=1, max_length=512)]
 
 
 @router.get("/history", response_model=HistoryOut, responses=UNAVAILABLE)
 async def queue_history(
-    manager: ManagerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    services: ServicesDep,
+    account_id: Annotated[str | None, Query(pattern=ACCOUNT_ID_REGEX)] = None,
+    exec_command: Annotated[ExecCommand | None, Query()] = None,
+    outcome: Annotated[Outcome | None, Query(description="completed or deleted")] = None,
+    since: Annotated[datetime | None, Query(
+        description="finished at or after (ISO 8601; without a zone: UTC)")] = None,
+    until: Annotated[datetime | None, Query(
+        description="finished before (ISO 8601; without a zone: UTC)")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[Cursor, Query(description="a page's `older`: the next older page")] = None,
+    after: Annotated[Cursor, Query(description="a page's `newer`: the next newer page")] = None,
 ) -> HistoryOut:
     """Finished events, newest first: each completed event with its command's result (orders,
-    positions, ...), each deleted one with who deleted it. The list keeps the latest 1000."""
-    return HistoryOut(entries=await manager.history(limit), limit=limit)
+    positions, ...), each deleted one with the operator who deleted it. Records are kept for
+    the retention (`retention`: a count and an age). Filters combine; pages follow each other
+    through the `older` and `newer` cursors."""
+    query = _history_query(account_id=account_id, exec_command=exec_command, outcome=outcome,
+                           since=_utc(since), until=_utc(until), limit=limit, before=before,
+                           after=after)
+    page = await services.manager.history(query)
+    return HistoryOut.of(page, services.settings.retention)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _history_query(**fields: object) -> HistoryQuery:
+    try:
+        return HistoryQuery(**fields)  # type: ignore[arg-type]
+    except ValueError as exc:
+        where = "after" if "before or after" in str(exc) else "until"
+        raise RequestValidationError([{"loc": ("query", where), "msg": str(exc),
+                                       "type": "value_error"}]) from None
 
 
 @router.post("/repair", response_model=RepairOut, responses=NEEDS_KEY | UNAVAILABLE)

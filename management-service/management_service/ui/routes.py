@@ -12,22 +12,29 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from event_queue import EventNotFound, EventState, ExecCommand, QueueError, QueueUnavailable
-from event_queue.events import ACCOUNT_ID_PATTERN
+from event_queue import (
+    EventNotFound,
+    EventState,
+    ExecCommand,
+    InvalidCursor,
+    QueueError,
+    QueueUnavailable,
+)
 from event_queue.requests import EventRequest
 from management_service.deps import Services, client_address, get_services
 from management_service.errors import ServiceError
 from management_service.health import evaluate
 from management_service.queue_manager import EventFilters, Operator
 from management_service.ui import session as sessions
-from management_service.ui.views import event_view, history_rows, overview
+from management_service.ui.history import HistoryForm, history_rows
+from management_service.ui.views import event_view, overview
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 HISTORY_PAGE = 50
@@ -150,65 +157,44 @@ async def _overview_context(services: Services) -> dict[str, Any]:
 
 @router.get("/events/{event_id}", response_class=HTMLResponse)
 async def event_page(request: Request, services: ServicesDep, event_id: str) -> Response:
-    """One event: its record, its timeline and its result."""
+    """One event, live or finished: its record, its timeline and its result."""
     viewer = Viewer(request, services)
     if not viewer.can_view:
         return _login_redirect(request)
     try:
-        try:
-            live = await services.manager.get_event(event_id)
-            finished = None
-        except EventNotFound:
-            live = None
-            finished = next((e for e in await services.manager.history(1000)
-                             if e.get("event_id") == event_id), None)
+        event = await services.manager.get_event(event_id)
+    except EventNotFound:
+        return viewer.render("error.html", 404, title="No such event",
+                             message=f"No event has id {event_id}, or its record is older "
+                                     "than the history keeps.")
     except QueueUnavailable as exc:
         return _unavailable(viewer, exc)
-    if live is None and finished is None:
-        return viewer.render("error.html", 404, title="No such event",
-                             message=f"No live or recently finished event has id {event_id}.")
-    return viewer.render("event.html", event=event_view(live, finished))
+    return viewer.render("event.html", event=event_view(event))
 
 
 @router.get("/history", response_class=HTMLResponse)
 async def history_page(request: Request, services: ServicesDep) -> Response:
-    """Finished events, newest first, filtered by account, command and outcome."""
+    """Finished events, newest first, filtered by account, command, outcome and finish time,
+    in pages (Older / Newer follow the API's cursors)."""
     viewer = Viewer(request, services)
     if not viewer.can_view:
         return _login_redirect(request)
-    query = request.query_params
-    filters = {
-        "account_id": query.get("account_id", "").strip(),
-        "exec_command": query.get("exec_command", ""),
-        "outcome": query.get("outcome", ""),
-    }
-    problems = _filter_problems(filters)
-    if problems:
-        return viewer.render("history.html", 422, rows=[], filters=filters, problems=problems,
-                             commands=[c.value for c in ExecCommand], page=0, more=False)
-    page = max(0, int(query.get("page", "0"))) if query.get("page", "0").isdigit() else 0
+    form = HistoryForm.read(request.query_params)
+    context: dict[str, Any] = {"form": form, "commands": [c.value for c in ExecCommand],
+               "retention": services.settings.retention}
+    if form.problems:
+        return viewer.render("history.html", 422, rows=[], page=None, **context)
     try:
-        entries = await services.manager.history(1000)
+        page = await services.manager.history(form.query(HISTORY_PAGE))
+    except InvalidCursor:
+        form.problems.append("That page link is no longer valid: start again from the newest.")
+        return viewer.render("history.html", 422, rows=[], page=None, **context)
     except QueueUnavailable as exc:
         return _unavailable(viewer, exc)
-    rows = history_rows(entries, **filters)
-    shown = rows[page * HISTORY_PAGE:(page + 1) * HISTORY_PAGE]
-    return viewer.render("history.html", rows=shown, filters=filters, problems=[],
-                         commands=[c.value for c in ExecCommand], page=page,
-                         more=len(rows) > (page + 1) * HISTORY_PAGE,
-                         next_query=urlencode({**filters, "page": page + 1}),
-                         previous_query=urlencode({**filters, "page": max(0, page - 1)}))
-
-
-def _filter_problems(filters: dict[str, str]) -> list[str]:
-    problems = []
-    if filters["account_id"] and not ACCOUNT_ID_PATTERN.fullmatch(filters["account_id"]):
-        problems.append("Account: an IBKR account id such as DU1234567.")
-    if filters["exec_command"] and filters["exec_command"] not in {c.value for c in ExecCommand}:
-        problems.append("Command: choose one of the list.")
-    if filters["outcome"] not in ("", "completed", "deleted"):
-        problems.append("Outcome: completed or deleted.")
-    return problems
+    return viewer.render("history.html", rows=history_rows(page.entries), page=page,
+                         older_query=form.link(before=page.older),
+                         newer_query=form.link(after=page.newer), newest_query=form.link(),
+                         **context)
 
 
 # -- signing in -----------------------------------------------------------------------------------
