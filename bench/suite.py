@@ -51,7 +51,7 @@ import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
 from bench import wrk  # noqa: E402
-from event_queue import EventQueue, ExecCommand, NewEvent  # noqa: E402
+from event_queue import EventQueue, ExecCommand, HistoryQuery, NewEvent  # noqa: E402
 from event_queue.redis_server import RedisServer, free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -238,7 +238,8 @@ async def first_orders(broker_port: int, admin_port: int, redis_url: str, count:
                                      headers={"Authorization": f"Bearer {TOKEN}"})
             accepted = time.time()
             event_id = answer.json()["event_id"]
-            while not any(e["event_id"] == event_id for e in await queue.history(limit=5)):
+            while not any(e.event_id == event_id
+                          for e in (await queue.history(HistoryQuery(limit=5))).entries):
                 await asyncio.sleep(0.01)
             orders = (await http.get(f"http://127.0.0.1:{admin_port}/state")).json()["orders"]
             first = min(o["received_at"] for o in orders if o["order_ref"] == event_id)
@@ -325,9 +326,10 @@ async def measure_claim(args: argparse.Namespace) -> dict[str, Any]:
         Connection.send_packed_command = counting  # type: ignore[method-assign,assignment]
         try:
             for _ in range(events - 1):
-                event = await service.claim_event(1.0)
-                assert event is not None
-                await service.lock_account(event, f"token-{event.event_id}")
+                claim = await service.claim_event(1.0)
+                assert claim is not None
+                if not claim.lock_token:  # the lock was busy: the processor asks again
+                    await service.lock_account(claim.event, f"token-{claim.event.event_id}")
         finally:
             Connection.send_packed_command = original  # type: ignore[method-assign]
         await service.close()

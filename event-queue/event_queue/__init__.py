@@ -1,6 +1,6 @@
 """The Redis queue contract shared by the event broker, the processor and the management service."""
 
-from event_queue.client import EventQueue
+from event_queue.client import Claim, EventQueue
 from event_queue.errors import (
     AccountLockConflict,
     EventFinished,
@@ -33,6 +33,7 @@ from event_queue.stats import (
 
 __all__ = [
     "AccountLockConflict",
+    "Claim",
     "EnqueueResult",
     "Event",
     "EventFinished",

@@ -7,8 +7,10 @@ import builtins
 import functools
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
@@ -146,6 +148,20 @@ def _translate_errors(
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An event just claimed by :meth:`EventQueue.claim_and_lock`.
+
+    ``lock_token`` is the token the account lock was taken under ('' when someone else held the
+    lock); ``sent_at`` is when (``time.monotonic()``) the call that took it was sent: Redis
+    expires the lock no earlier than that plus its ttl.
+    """
+
+    event: Event
+    lock_token: str
+    sent_at: float
 
 
 class EventQueue:
@@ -380,6 +396,23 @@ class EventQueue:
         returned event's ``claim_token``) that every later call about this claim must carry.
         Returns None on timeout.
         """
+        claimed = await self._claim(consumer_id, timeout, "", 0)
+        return None if claimed is None else claimed.event
+
+    @_translate_errors
+    async def claim_and_lock(
+        self, consumer_id: str, *, timeout: float, lock_token: str, lock_seconds: float
+    ) -> Claim | None:
+        """:meth:`claim`, taking the event's account lock under ``lock_token`` in the same script
+        when nobody holds it: two round trips in all (BLMOVE, then the lease). The returned
+        :class:`Claim` says whether the lock was taken and when the taking call was sent."""
+        if not lock_token:
+            raise ValueError("claim_and_lock needs a lock token")
+        return await self._claim(consumer_id, timeout, lock_token, lock_seconds)
+
+    async def _claim(
+        self, consumer_id: str, timeout: float, lock_token: str, lock_seconds: float
+    ) -> Claim | None:
         blocking = self._blocking_client()
         k = self.keys
         while True:
@@ -390,20 +423,25 @@ class EventQueue:
             )
             if event_id is None:
                 return None
-            event = await self._lease(str(event_id), consumer_id)
-            if event is not None:
-                return event
+            claimed = await self._lease(str(event_id), consumer_id, lock_token, lock_seconds)
+            if claimed is not None:
+                return claimed
 
-    async def _lease(self, event_id: str, consumer_id: str) -> Event | None:
+    async def _lease(
+        self, event_id: str, consumer_id: str, lock_token: str = "", lock_seconds: float = 0
+    ) -> Claim | None:
+        k = self.keys
+        sent = time.monotonic()
         raw = await self._run(
             "lease",
-            [self.keys.processing, self.keys.leases, self.keys.event(event_id)],
-            [event_id, consumer_id, _ms(self.lease_seconds), new_claim_token()],
+            [k.processing, k.leases, k.event(event_id)],
+            [event_id, consumer_id, _ms(self.lease_seconds), new_claim_token(), lock_token,
+             _ms(lock_seconds), k.account_lock("")],
         )
         if raw[0] != "ok":
             return None
-        fields = dict(zip(raw[1::2], raw[2::2], strict=True))
-        return decode_event(event_id, fields)
+        fields = dict(zip(raw[2::2], raw[3::2], strict=True))
+        return Claim(decode_event(event_id, fields), lock_token if raw[1] == "1" else "", sent)
 
     @_translate_errors
     async def renew_lease(

@@ -324,14 +324,24 @@ return out
 
 LEASE: Final = r"""
 -- Put a lease on an event a consumer has just moved into the processing area with BLMOVE, under
--- a new claim token. Only an unclaimed event can be leased: a stalled claimer whose event was
--- reaped and claimed by someone else meanwhile gets 'lost', never a second 'ok'.
+-- a new claim token, and take its account lock in the same call when it is free (so a claim
+-- costs two round trips: BLMOVE and this). Only an unclaimed event can be leased: a stalled
+-- claimer whose event was reaped and claimed by someone else meanwhile gets 'lost', never a
+-- second 'ok'.
 -- KEYS[1] processing   KEYS[2] leases   KEYS[3] event hash
 -- ARGV[1] event id   ARGV[2] consumer id   ARGV[3] lease (ms)   ARGV[4] claim token
--- Returns {'ok', <hash fields...>}, {'lost'} when the event is not (or no longer) this move's
--- to lease, or {'missing'} when the id had no record (the stray id is dropped).
+-- ARGV[5] lock token or '' (no lock wanted)   ARGV[6] lock ttl (ms)
+-- ARGV[7] the account lock's key name without the account id
+-- The account is read from the event, so the lock's name is only known here: it is the given
+-- name plus the account, under the same hash tag as KEYS (same Cluster slot).
+-- Returns {'ok', <'1' when the lock was taken, else '0'>, <hash fields...>}, {'lost'} when the
+-- event is not (or no longer) this move's to lease, or {'missing'} when the id had no record
+-- (the stray id is dropped).
 local processing, leases, hash = KEYS[1], KEYS[2], KEYS[3]
 local id, consumer, lease_ms, claim = ARGV[1], ARGV[2], int_arg(ARGV[3], 'lease'), ARGV[4]
+local token, lock_prefix = ARGV[5] or '', ARGV[7] or ''
+local lock_ms = 0
+if token ~= '' then lock_ms = int_arg(ARGV[6], 'lock ttl') end
 if claim == '' then error('lease: empty claim token') end
 if not redis.call('LPOS', processing, id) then return {'lost'} end
 if redis.call('EXISTS', hash) == 0 then
@@ -341,12 +351,27 @@ if redis.call('EXISTS', hash) == 0 then
 end
 local current = redis.call('HGET', hash, 'claim')
 if current and current ~= '' then return {'lost'} end
+local lock_key = nil
+local account = redis.call('HGET', hash, 'account_id')
+if token ~= '' and lock_prefix ~= '' and account and account ~= '' then
+  lock_key = lock_prefix .. account
+  if redis.call('GET', lock_key) then lock_key = nil end
+end
+local locked = '0'
+if lock_key then
+  redis.call('SET', lock_key, token, 'PX', lock_ms)
+  locked = '1'
+end
 local now = now_ms()
+-- a malformed count (written by hand) restarts at 1 instead of failing half-way
+local attempts = math.floor(tonumber(redis.call('HGET', hash, 'attempts')) or 0) + 1
 redis.call('ZADD', leases, now + lease_ms, id)
+local lock_token = ''
+if locked == '1' then lock_token = token end
 redis.call('HSET', hash, 'state', 'processing', 'consumer', consumer, 'claim', claim,
-  'lock_token', '', 'claimed_at', now, 'updated_at', now, 'next_attempt_at', '')
-redis.call('HINCRBY', hash, 'attempts', 1)
-local out = {'ok'}
+  'lock_token', lock_token, 'claimed_at', now, 'updated_at', now, 'next_attempt_at', '',
+  'attempts', attempts)
+local out = {'ok', locked}
 for _, v in ipairs(redis.call('HGETALL', hash)) do out[#out + 1] = v end
 return out
 """

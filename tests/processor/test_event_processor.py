@@ -239,6 +239,33 @@ async def test_waiting_for_a_locked_account_counts_nothing_and_keeps_the_lease(
     assert entry.times_queued == 1
 
 
+async def test_a_claim_that_takes_the_lock_an_earlier_event_here_waits_for_gives_it_back(
+    queue: EventQueue, start_processor: StartProcessor
+) -> None:
+    # The first event waits here for DU1's lock, held elsewhere. The lock is freed just before
+    # the second event is claimed: the claim takes it, but the first event holds the account's
+    # place in this process. Both must finish well before the lock's ttl (a lease) could free them.
+    assert await queue.acquire_account_lock("DU1", "another-processor", ttl=30)
+    command = Recorder()
+    await start_processor(command.registry(), lease_seconds=6, lock_poll_interval=0.5)
+    first = await queue.enqueue(new("DU1", "print-positions"))
+
+    async def waiting() -> bool:
+        return (await queue.get(first.event_id)).state is EventState.PROCESSING
+
+    await wait_until(waiting, timeout=5)
+    assert await queue.release_account_lock("DU1", "another-processor")
+    second = await queue.enqueue(new("DU1", "print-equity"))
+    started = time.monotonic()
+    done = await wait_finished(queue, 2, timeout=10)
+    assert time.monotonic() - started < 3
+    assert {first.event_id, second.event_id} <= set(done)
+    runs = sorted(command.runs, key=lambda r: r["start"])
+    assert [r["event_id"] for r in runs] == [first.event_id, second.event_id]
+    assert runs[0]["end"] <= runs[1]["start"]
+    assert await queue.redis.get(keys.account_lock("DU1")) is None
+
+
 async def test_events_of_one_account_never_overlap_but_other_accounts_run_alongside(
     queue: EventQueue, start_processor: StartProcessor
 ) -> None:

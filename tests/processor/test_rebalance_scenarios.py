@@ -18,7 +18,7 @@ import yaml
 from event_processor.commands.factory import create_registry
 from event_processor.config import Settings
 from event_processor.core.event_processor import EventProcessor
-from event_queue import Event, EventQueue, ExecCommand, NewEvent
+from event_queue import Event, EventQueue, ExecCommand, HistoryQuery, NewEvent
 from ibkr_simulator import Simulator, start_simulator
 from tests.processor.conftest import fast_settings
 from tests.processor.harness import wait_until
@@ -54,12 +54,14 @@ class Desk:
 
     async def finished(self, event_id: str, timeout: float = 20) -> dict[str, Any]:
         async def done() -> bool:
-            return any(h["event_id"] == event_id for h in await self.queue.history(limit=100))
+            page = await self.queue.history(HistoryQuery(limit=100))
+            return any(h.event_id == event_id for h in page.entries)
 
         await wait_until(done, timeout=timeout)
-        [entry] = [h for h in await self.queue.history(limit=100) if h["event_id"] == event_id]
-        assert entry["outcome"] == "completed", entry
-        result = entry["result"]
+        page = await self.queue.history(HistoryQuery(limit=100))
+        [entry] = [h for h in page.entries if h.event_id == event_id]
+        assert entry.outcome == "completed", entry
+        result = entry.result
         return dict(json.loads(result) if isinstance(result, str) else result)
 
     async def fail(self, command: str = "rebalance", **data: Any) -> Event:

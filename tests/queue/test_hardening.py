@@ -158,6 +158,42 @@ async def test_renew_takes_a_vanished_lock_again_and_reports_another_holder(
     await queue.redis.delete(lock)
 
 
+async def test_a_claim_takes_a_free_account_lock_in_the_same_call(queue: EventQueue) -> None:
+    await queue.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE))
+    claim = await queue.claim_and_lock("c1", timeout=1, lock_token="mine", lock_seconds=5)
+    assert claim is not None and claim.lock_token == "mine"
+    lock = keys.account_lock("DU1")
+    assert await queue.redis.get(lock) == "mine"
+    assert 0 < await queue.redis.pttl(lock) <= 5000
+    event = claim.event
+    assert (event.state, event.consumer, event.attempts) == (EventState.PROCESSING, "c1", 1)
+    assert await queue.complete(event, "c1", lock_token="mine") == "completed"
+    assert await queue.redis.get(lock) is None
+
+
+async def test_a_claim_leaves_a_held_account_lock_alone(queue: EventQueue) -> None:
+    lock = keys.account_lock("DU1")
+    await queue.redis.set(lock, "theirs", px=5000)
+    await queue.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE))
+    claim = await queue.claim_and_lock("c1", timeout=1, lock_token="mine", lock_seconds=5)
+    assert claim is not None and claim.lock_token == ""
+    assert await queue.redis.get(lock) == "theirs"
+    assert (await queue.get(claim.event.event_id)).state is EventState.PROCESSING
+    assert not await queue.lock_account(claim.event, "mine", ttl=5)  # still theirs: wait
+    await queue.redis.delete(lock)
+    assert await queue.lock_account(claim.event, "mine", ttl=5)
+
+
+async def test_a_claim_of_a_record_with_a_malformed_attempt_count_restarts_it(
+    queue: EventQueue,
+) -> None:
+    enqueued = await queue.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE))
+    await queue.redis.hset(keys.event(enqueued.event_id), "attempts", "many")
+    claim = await queue.claim_and_lock("c1", timeout=1, lock_token="mine", lock_seconds=5)
+    assert claim is not None and claim.event.attempts == 1
+    assert claim.lock_token == "mine"
+
+
 async def test_a_lost_claim_cannot_take_the_account_lock(queue: EventQueue) -> None:
     event = await claimed(queue)
     await queue.release(event, "c1")

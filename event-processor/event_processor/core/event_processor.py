@@ -41,6 +41,7 @@ from event_processor.services.ibkr_client import Broker, create_broker
 from event_processor.services.queue_service import QueueService
 from event_queue import (
     AccountLockConflict,
+    Claim,
     Event,
     EventNotFound,
     InvalidResult,
@@ -313,11 +314,12 @@ class EventProcessor:
 
     async def _claim_loop(self) -> None:
         while not self.stopping and await self.capacity.reserve():
-            event = await self.claim_next()
-            if event is None or self._already_held(event):
+            claim = await self.claim_next()
+            if claim is None or await self._already_held(claim):
                 await self.capacity.done()
                 continue
-            task = asyncio.create_task(self.process(event), name=f"event-{event.event_id}")
+            event = claim.event
+            task = asyncio.create_task(self.process(event, claim), name=f"event-{event.event_id}")
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
 
@@ -327,10 +329,11 @@ class EventProcessor:
             log.error("event task failed; the reaper will requeue its event",
                       exc_info=task.exception(), extra={"task": task.get_name()})
 
-    async def claim_next(self) -> Event | None:
-        """Claim the next ready event, or None (timeout, stop requested, or Redis unreachable)."""
+    async def claim_next(self) -> Claim | None:
+        """Claim the next ready event (and its account lock when free), or None (timeout, stop
+        requested, or Redis unreachable)."""
         try:
-            event = await self.queue.claim_event(self.settings.processing.claim_timeout)
+            claim = await self.queue.claim_event(self.settings.processing.claim_timeout)
         except QueueUnavailable as exc:
             self.outage.failed("claim", exc)
             await asyncio.sleep(self.settings.redis.reconnect_delay)
@@ -340,31 +343,43 @@ class EventProcessor:
             await asyncio.sleep(self.settings.redis.reconnect_delay)
             return None
         self.outage.recovered()
-        return event
+        return claim
 
-    def _already_held(self, event: Event) -> bool:
+    async def _already_held(self, claim: Claim) -> bool:
         """True when an earlier claim of this event is still at work here.
 
         That happens after Redis was unreachable for longer than a lease: a reaper put the event
         back and this process claimed it again. The lease now belongs to this consumer again, so
         the earlier attempt keeps it renewed and settles it; a second run would only repeat it.
         """
+        event = claim.event
         held = self.flights.get(event.event_id)
         if held is None:
             return False
         held.event = event  # the new claim's token: the running attempt now acts for it
         held.lease_lost = False
+        if claim.lock_token:
+            # The earlier hold of the account lock had expired and the claim took it again.
+            if held.phase is Phase.SETTLING:  # its settling call releases only the old token
+                await self._unlock(event.account_id, claim.lock_token)
+            else:
+                held.lock_token = claim.lock_token
+                held.confirm_lock(claim.sent_at)
         log.warning("claimed an event this process still works on; the running attempt settles it",
                     extra=self._event_fields(held, phase=held.phase.value))
         return True
 
-    async def process(self, event: Event) -> None:
+    async def process(self, event: Event, claim: Claim | None = None) -> None:
         """Take one claimed event to its end: completed, requeued, or handed back.
 
-        The caller has reserved a slot of :attr:`capacity` for it; it is given back here.
+        ``claim`` says whether the claim took the account lock already. The caller has reserved
+        a slot of :attr:`capacity` for it; it is given back here.
         """
-        flight = InFlight(event, lock_token=f"{self.consumer_id}:{uuid.uuid4().hex}",
+        flight = InFlight(event, lock_token=self.queue.new_lock_token(),
                           task=asyncio.current_task())
+        if claim is not None and claim.lock_token:
+            flight.lock_token = claim.lock_token
+            flight.confirm_lock(claim.sent_at)
         self.flights[event.event_id] = flight
         try:
             await self._process(flight)
@@ -387,9 +402,16 @@ class EventProcessor:
         except CommandError as exc:
             await self.fail_event(flight, exc)
             return
+        account = flight.event.account_id
+        if flight.lock_held and self.account_locks.busy(account):
+            # Another event of this account is here, waiting for (or holding) the Redis lock this
+            # claim just took: give it back, or both would wait for each other.
+            await self._unlock(account, flight.lock_token)
+            flight.lock_held = False
+            flight.lock_token = self.queue.new_lock_token()
         park = functools.partial(self._park, flight)
-        async with self.account_locks.hold(flight.event.account_id, on_busy=park):
-            if await self.lock_account(flight):
+        async with self.account_locks.hold(account, on_busy=park):
+            if flight.lock_held or await self.lock_account(flight):
                 self._unpark(flight)
                 async with self.run_slots:
                     outcome = await self.run_command(flight, command)
@@ -577,8 +599,12 @@ class EventProcessor:
     async def _give_up(self, flight: InFlight) -> None:
         log.warning("lease lost while waiting for the account; leaving the event to its new holder",
                     extra=self._event_fields(flight))
+        await self._unlock(flight.event.account_id, flight.lock_token)
+
+    async def _unlock(self, account_id: str, token: str) -> None:
+        """Release the account lock if ``token`` holds it; an outage leaves it to expire."""
         try:
-            await self.queue.unlock_account(flight.event.account_id, flight.lock_token)
+            await self.queue.unlock_account(account_id, token)
         except QueueUnavailable as exc:
             self.outage.failed("unlock", exc)
 

@@ -85,6 +85,10 @@ class AccountLocks:
             if not self._users[account_id]:
                 del self._users[account_id], self._locks[account_id]
 
+    def busy(self, account_id: str) -> bool:
+        """True when another event of this account holds or waits for its lock here."""
+        return self._users[account_id] > 0
+
     def __len__(self) -> int:
         return len(self._locks)
 

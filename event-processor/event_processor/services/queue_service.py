@@ -7,11 +7,12 @@ directly; every state change is one of the queue's scripts.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
 from event_processor.config import Settings
-from event_queue import Event, EventQueue
+from event_queue import Claim, Event, EventQueue
 from event_queue.stats import LockRenewal
 
 
@@ -51,9 +52,16 @@ class QueueService:
         """Move a queue kept under the key names of earlier versions to the tagged names."""
         return await self.queue.migrate_legacy_keys()
 
-    async def claim_event(self, timeout: float) -> Event | None:
-        """Wait up to ``timeout`` seconds for the next ready event and lease it to this consumer."""
-        return await self.queue.claim(self.consumer_id, timeout=timeout)
+    async def claim_event(self, timeout: float) -> Claim | None:
+        """Wait up to ``timeout`` seconds for the next ready event, lease it to this consumer and
+        take its account lock (shared by every processor) if it is free, in one script."""
+        return await self.queue.claim_and_lock(
+            self.consumer_id, timeout=timeout, lock_token=self.new_lock_token(),
+            lock_seconds=self.lock_seconds)
+
+    def new_lock_token(self) -> str:
+        """A token for one hold of an account lock, naming this processor."""
+        return f"{self.consumer_id}:{uuid.uuid4().hex}"
 
     async def lock_account(self, event: Event, token: str) -> bool:
         """Take the account's lock (shared by every processor) for this claim of ``event``, if
