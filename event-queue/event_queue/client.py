@@ -792,21 +792,27 @@ class EventQueue:
         return events
 
     @_translate_errors
-    async def stats(self, *, sample_size: int = 5) -> QueueStats:
+    async def stats(self, *, sample_size: int = 5, alive_within: float | None = None) -> QueueStats:
         """Counts, the oldest waiting event, the most-requeued events and the O(1) consistency
-        counts, without a scan."""
+        counts, without a scan, in one round trip; with ``alive_within`` (seconds), also the
+        processors whose last heartbeat is at most that old (``QueueStats.processors``)."""
         k = self.keys
         raw = json.loads(
             await self._run(
                 "stats",
                 [k.queue, k.processing, k.retry_wait, k.active_events, k.requeued, k.events_all,
-                 k.dedup_index, k.finished],
-                [max(1, sample_size)],
+                 k.dedup_index, k.finished, k.processors, k.processor_info],
+                [max(1, sample_size), k.event(""),
+                 "" if alive_within is None else _ms(alive_within)],
             )
         )
-        now = ms_to_datetime(int(raw["now_ms"]))
-        wanted = [i for i in [raw["oldest_waiting"], *raw["requeued_sample"]] if i]
-        summaries = {e.event_id: _summary(e) for e in await self._fetch(dict.fromkeys(wanted))}
+        now_ms = int(raw["now_ms"])
+        now = ms_to_datetime(now_ms)
+        summaries = {
+            event_id: _summary(decode_event(event_id, dict(zip(flat[::2], flat[1::2],
+                                                                strict=True))))
+            for event_id, flat in raw["records"].items() if event_id
+        }
         oldest = summaries.get(raw["oldest_waiting"]) if raw["oldest_waiting"] else None
         age = (now - oldest.created_at).total_seconds() if oldest and oldest.created_at else None
         return QueueStats(
@@ -824,6 +830,7 @@ class EventQueue:
             memory_limit_bytes=int(raw["memory_limit"]),
             dedup_index_size=int(raw["dedup_index"]),
             finished_events=int(raw["finished"]),
+            processors=[_processor(now_ms, *p) for p in raw["processors"] if p],
         )
 
     @_translate_errors
@@ -911,15 +918,7 @@ class EventQueue:
         raw = await self._run("alive", [self.keys.processors, self.keys.processor_info],
                               [_ms(within)])
         now = int(raw[0])
-        return [
-            ProcessorInfo(
-                consumer_id=str(raw[i]),
-                last_heartbeat=ms_to_datetime(int(float(raw[i + 1]))),
-                age_seconds=max(0.0, (now - float(raw[i + 1])) / 1000),
-                info=json.loads(raw[i + 2]),
-            )
-            for i in range(1, len(raw), 3)
-        ]
+        return [_processor(now, *raw[i:i + 3]) for i in range(1, len(raw), 3)]
 
     @_translate_errors
     async def acquire_account_lock(self, account_id: str, token: str, *, ttl: float) -> bool:
@@ -966,6 +965,15 @@ def new_claim_token() -> str:
 def _matches(event: Event, state: EventState | None, exec_command: str | None) -> bool:
     return (state is None or event.state is state) and (
         exec_command is None or event.exec_command == exec_command
+    )
+
+
+def _processor(now_ms: int, consumer_id: str, last_ms: str, info: str) -> ProcessorInfo:
+    return ProcessorInfo(
+        consumer_id=str(consumer_id),
+        last_heartbeat=ms_to_datetime(int(float(last_ms))),
+        age_seconds=max(0.0, (now_ms - float(last_ms)) / 1000),
+        info=json.loads(info),
     )
 
 

@@ -1,8 +1,11 @@
 """The Lua scripts of the queue contract.
 
 Every state change that touches more than one key is one of these scripts. Each opens by naming its
-KEYS and ARGV; every key it touches is passed in KEYS (none is built inside Lua), and every key of
-one deployment shares one hash tag, so each script runs on one Redis Cluster slot.
+KEYS and ARGV; every key it touches is passed in KEYS, with two exceptions whose names depend on
+what the script reads: LEASE takes the account lock of the event it leases, and STATS reads the
+records of the few events it reports. Both are given the key name's start in ARGV (the deployment's
+hash tag included) and only append an account or event id to it. Every key of one deployment shares
+one hash tag, so each script runs on one Redis Cluster slot.
 
 Each script first reads, validates and computes everything it will write, and only then writes:
 an error (a bad argument, a malformed record) can only happen before the first write, so no script
@@ -680,14 +683,19 @@ return 'deleted'
 """
 
 STATS: Final = r"""
--- Queue statistics without scanning: counts are O(1); the oldest waiting event is found among the
--- first (processing + 1) events by age; the requeued sample is the top of a sorted set; memory
--- used and maxmemory come from INFO (a full Redis refuses every write under noeviction).
--- The consistency counts are O(1) too: every live event sits in exactly one area and owns one
--- dedup key, so events:all = queue + processing + retry_wait = active_events = dedup index.
+-- Queue statistics without scanning, in one call: counts are O(1); the oldest waiting event is
+-- found among the first (processing + 1) events by age; the requeued sample is the top of a
+-- sorted set; the records of those few events and the live processors come along, so a health
+-- check costs one round trip. Memory used and maxmemory come from INFO (a full Redis refuses
+-- every write under noeviction). The consistency counts are O(1) too: every live event sits in
+-- exactly one area and owns one dedup key, so events:all = queue + processing + retry_wait =
+-- active_events = dedup index.
 -- KEYS[1] rebalance_queue  KEYS[2] processing  KEYS[3] retry_wait  KEYS[4] active_events
 -- KEYS[5] requeued  KEYS[6] events:all  KEYS[7] dedup index  KEYS[8] finished
--- ARGV[1] sample size
+-- KEYS[9] processors  KEYS[10] processor info
+-- ARGV[1] sample size  ARGV[2] an event hash's key name without the id (the records read are
+-- named from it, under the same hash tag as KEYS)  ARGV[3] alive window (ms), '' for no
+-- processors
 -- Returns a JSON object.
 local processing_count = redis.call('LLEN', KEYS[2])
 local oldest = ''
@@ -698,7 +706,31 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, processing_count)) do
   end
 end
 local sample = redis.call('ZREVRANGE', KEYS[5], 0, int_arg(ARGV[1], 'sample') - 1)
+local records = {}
+local event_prefix = ARGV[2] or ''
+if event_prefix ~= '' then
+  local wanted = {oldest}
+  for _, id in ipairs(sample) do wanted[#wanted + 1] = id end
+  for _, id in ipairs(wanted) do
+    if id ~= '' and not records[id] then
+      local flat = redis.call('HGETALL', event_prefix .. id)
+      if #flat > 0 then records[id] = flat end
+    end
+  end
+end
+local now = now_ms()
+local processors = {}
+if (ARGV[3] or '') ~= '' then
+  local seen = redis.call('ZRANGEBYSCORE', KEYS[9], now - int_arg(ARGV[3], 'window'), '+inf',
+                          'WITHSCORES')
+  for i = 1, #seen, 2 do
+    processors[#processors + 1] = {seen[i], seen[i + 1],
+                                   redis.call('HGET', KEYS[10], seen[i]) or '{}'}
+  end
+end
 if #sample == 0 then sample = {''} end
+if #processors == 0 then processors = {''} end
+records['']  = {''}  -- never empty, so it encodes as an object
 local memory = redis.call('INFO', 'memory')
 return cjson.encode({
   memory_used = tonumber(string.match(memory, 'used_memory:(%d+)')) or 0,
@@ -707,8 +739,8 @@ return cjson.encode({
   retry_waiting = redis.call('ZCARD', KEYS[3]), active_events = redis.call('SCARD', KEYS[4]),
   requeued = redis.call('ZCARD', KEYS[5]), total = redis.call('ZCARD', KEYS[6]),
   dedup_index = redis.call('HLEN', KEYS[7]), finished = redis.call('HLEN', KEYS[8]),
-  oldest_waiting = oldest, requeued_sample = sample,
-  now_ms = now_ms()})
+  oldest_waiting = oldest, requeued_sample = sample, records = records,
+  processors = processors, now_ms = now})
 """
 
 PAGE: Final = r"""

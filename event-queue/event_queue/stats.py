@@ -34,6 +34,16 @@ class EventSummary:
 
 
 @dataclass(frozen=True)
+class ProcessorInfo:
+    """A processor that sent a heartbeat recently."""
+
+    consumer_id: str
+    last_heartbeat: datetime
+    age_seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class QueueStats:
     """Counts and the oldest waiting event, read without scanning the queue."""
 
@@ -51,6 +61,7 @@ class QueueStats:
     memory_limit_bytes: int = 0  # Redis's maxmemory; 0: no limit
     dedup_index_size: int = 0
     finished_events: int = 0  # finished records kept for the retention
+    processors: list[ProcessorInfo] = field(default_factory=list)  # when asked for (alive_within)
 
     @property
     def placed_events(self) -> int:
@@ -89,16 +100,6 @@ class EventPage:
     total: int
     limit: int
     offset: int
-
-
-@dataclass(frozen=True)
-class ProcessorInfo:
-    """A processor that sent a heartbeat recently."""
-
-    consumer_id: str
-    last_heartbeat: datetime
-    age_seconds: float
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 LockRenewal = Literal["ok", "retaken"]

@@ -49,7 +49,8 @@ class Observation:
 async def observe(
     queue: EventQueue, *, window_seconds: float, sample_size: int, timeout: float
 ) -> Observation:
-    """Read the statistics and the live processors concurrently, within ``timeout`` seconds.
+    """Read the statistics and the live processors (one script, one round trip) within
+    ``timeout`` seconds.
 
     Raises QueueUnavailable when Redis fails or is slower than ``timeout``.
     """
@@ -57,13 +58,10 @@ async def observe(
     started = loop.time()
     try:
         async with asyncio.timeout(timeout):
-            stats, processors = await asyncio.gather(
-                queue.stats(sample_size=sample_size),
-                queue.alive_processors(within=window_seconds),
-            )
+            stats = await queue.stats(sample_size=sample_size, alive_within=window_seconds)
     except TimeoutError as exc:
         raise QueueUnavailable(f"no answer within {timeout:g} s") from exc
-    return Observation(stats, processors, (loop.time() - started) * 1000)
+    return Observation(stats, stats.processors, (loop.time() - started) * 1000)
 
 
 async def check_health(queue: EventQueue, settings: HealthSettings) -> HealthOut:

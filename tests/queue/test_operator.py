@@ -176,6 +176,40 @@ async def test_stats_of_an_empty_queue(queue: EventQueue) -> None:
     assert stats.requeued_sample == []
 
 
+async def test_stats_read_everything_a_health_check_needs_in_one_round_trip(
+    queue: EventQueue,
+) -> None:
+    from redis.asyncio.connection import Connection
+
+    for i in range(3):
+        await queue.enqueue(new(f"DU{i}"))
+    claimed = await queue.claim("c1", timeout=1)
+    assert claimed is not None
+    await queue.fail(claimed, "c1", "boom", requeue_delay=60)
+    await queue.heartbeat("p1", {"host": "a"})
+    await queue.stats()  # scripts loaded
+
+    sent = 0
+    original = Connection.send_packed_command
+
+    async def counting(self: Connection, command: object, check_health: bool = True) -> None:
+        nonlocal sent
+        sent += 1
+        await original(self, command, check_health)  # type: ignore[arg-type]
+
+    Connection.send_packed_command = counting  # type: ignore[method-assign,assignment]
+    try:
+        stats = await queue.stats(sample_size=5, alive_within=5)
+    finally:
+        Connection.send_packed_command = original  # type: ignore[method-assign]
+    assert sent == 1
+    assert [(p.consumer_id, p.info) for p in stats.processors] == [("p1", {"host": "a"})]
+    assert stats.oldest_event is not None and stats.oldest_event.account_id == "DU0"
+    assert [(s.event_id, s.last_error) for s in stats.requeued_sample] == [
+        (claimed.event_id, "boom")]
+    assert (await queue.stats()).processors == []  # only when asked for
+
+
 async def test_audit_log_is_capped_newest_first(queue: EventQueue) -> None:
     for i in range(5):
         await queue.record_audit({"action": "delete", "n": i}, cap=3)
