@@ -289,10 +289,12 @@ async def measure_management(args: argparse.Namespace) -> dict[str, Any]:
             port = free_port()
             env = {**ENV, "REDIS_URL": url, "MANAGEMENT_HEALTH__PROCESSOR_WINDOW_SECONDS": "3600"}
             with program(["-m", "management_service", "--host", "127.0.0.1", "--port", str(port)],
-                         port, env, folder / f"mgmt-{size}.log"):
+                         port, env, folder / f"mgmt-{size}.log") as pid:
+                profile = start_profile(pid, "management", args) if size == 10 else None
                 for path, small in ENDPOINTS.items():
                     if size in (10, small, 100_000):
                         result[f"{path} {size}"] = latency_p50(f"http://127.0.0.1:{port}{path}", args)
+                stop_profile(profile)
     for path, small in ENDPOINTS.items():
         result[f"{path} ÷ peer"] = result[f"{path} 10"] / peer
         result[f"{path} 100k ÷ {small}"] = result[f"{path} 100000"] / result[f"{path} {small}"]
@@ -357,6 +359,7 @@ async def measure_memory(args: argparse.Namespace) -> dict[str, Any]:
                 (NewEvent(account_id=f"M{i:07d}", exec_command=ExecCommand.REBALANCE,
                           data=payload()), None) for i in range(start, start + 500)])
         ours = (int((await client.info("memory"))["used_memory"]) - before) / count
+        breakdown = await memory_breakdown(client, count)
         sample = json.dumps({"event_id": "0" * 36, "account_id": "M0000000",
                              "exec_command": "rebalance", "times_queued": 1,
                              "created_at": datetime.now(UTC).isoformat(), "data": payload()})
@@ -371,7 +374,35 @@ async def measure_memory(args: argparse.Namespace) -> dict[str, Any]:
         await queue.close()
         await client.aclose()
     return {"bytes_per_event": ours, "plain_bytes_per_event": plain, "event_json_bytes": len(sample),
-            "ratio": ours / plain}
+            "ratio": ours / plain, **breakdown}
+
+
+async def memory_breakdown(client: aioredis.Redis, count: int) -> dict[str, float]:
+    """Where the bytes per event go: MEMORY USAGE of each structure, per event. The event
+    records and the per-account indexes (one small key each) are measured on a sample of 200."""
+    totals: dict[str, float] = {}
+    sampled: dict[str, list[int]] = {}
+    keys: dict[str, int] = {}
+    encoding = ""
+    async for raw in client.scan_iter(count=1000):
+        key = raw.decode()
+        rest = key.split("}", 1)[-1].lstrip(":")
+        name = next((p for p in ("event:", "events:account:") if rest.startswith(p)), rest)
+        if name in ("event:", "events:account:"):
+            keys[name] = keys.get(name, 0) + 1
+            if len(sampled.setdefault(name, [])) < 200:
+                sampled[name].append(int(await client.memory_usage(key, samples=0) or 0))
+                if name == "event:" and not encoding:
+                    encoding = (await client.object("encoding", key)).decode()
+            continue
+        totals[name] = float(await client.memory_usage(key, samples=0) or 0)
+    for name, sizes in sampled.items():
+        totals[name + "<id>"] = statistics.mean(sizes) * keys[name]
+    parts = {f"B/event {name}": size / count for name, size in sorted(totals.items(),
+                                                                       key=lambda kv: -kv[1])}
+    compact = encoding in ("listpack", "ziplist")
+    parts[f"event records compact ({encoding}: 1 = yes)"] = float(compact)
+    return parts
 
 
 # -- enqueue vs RQ --------------------------------------------------------------------------------
@@ -398,7 +429,16 @@ async def measure_enqueue(args: argparse.Namespace) -> dict[str, Any]:
                 rq_queue.enqueue("builtins.print", f"E{i:07d}", "rebalance")
             theirs = count / (time.perf_counter() - started)
             connection.close()
+            plain = redis.Redis.from_url(server.url)
+            started = time.perf_counter()
+            for i in range(count):  # the floor both stand on: one write that Redis fsyncs
+                plain.set("floor", i)
+            floor = count / (time.perf_counter() - started)
+            plain.close()
         label = fsync or "no AOF"
+        result[f"one SET/s ({label})"] = floor
+        # The best any enqueue could do is one such write: its rate over RQ's is the ceiling.
+        result[f"ceiling: one SET ÷ RQ ({label})"] = floor / theirs
         result[f"ratio ({label})"] = ours / theirs
         result[f"ours/s ({label})"] = ours
         result[f"rq/s ({label})"] = theirs
@@ -408,24 +448,59 @@ async def measure_enqueue(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- profiling ------------------------------------------------------------------------------------
 
-def start_profile(pid: int, name: str, args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
-    """py-spy on ``pid`` while it is measured (--profile NAME); a flame graph in bench/results."""
+@dataclass
+class Profile:
+    process: subprocess.Popen[bytes]
+    stacks: Path
+
+
+def start_profile(pid: int, name: str, args: argparse.Namespace) -> Profile | None:
+    """py-spy on ``pid`` while it is measured (--profile NAME); its stacks in bench/results."""
     if name not in args.profile:
         return None
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"profile-{name}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    stacks = RESULTS / f"profile-{name}-{datetime.now(UTC):%Y%m%dT%H%M%S}.txt"
     # Collapsed stacks (one line per stack and its sample count): grep-able, and any flame graph
     # tool draws them (py-spy's own SVG is the same data).
-    return subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
-                             str(pid), "--rate", "250", "--format", "raw", "--output",
-                             f"{stem}.txt", "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return Profile(subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record",
+                                     "--pid", str(pid), "--rate", "250", "--format", "raw",
+                                     "--output", str(stacks), "--nonblocking"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), stacks)
 
 
-def stop_profile(profile: subprocess.Popen[bytes] | None) -> None:
-    if profile is not None:
-        profile.send_signal(signal.SIGINT)
-        profile.wait(timeout=60)
+def stop_profile(profile: Profile | None) -> None:
+    """Stop py-spy and write, beside its stacks, where the time went: each function's share of
+    the busy samples (inclusive), the 60 largest."""
+    if profile is None:
+        return
+    profile.process.send_signal(signal.SIGINT)
+    profile.process.wait(timeout=60)
+    if profile.stacks.exists():
+        top = profile.stacks.with_name(profile.stacks.stem + "-top.txt")
+        top.write_text(summarize_stacks(profile.stacks.read_text(encoding="utf-8")),
+                       encoding="utf-8")
+        print(f"  profile: {top.relative_to(ROOT)}")
+
+
+def summarize_stacks(text: str, limit: int = 60) -> str:
+    """Inclusive share of each function in py-spy's collapsed stacks (idle samples left out)."""
+    shares: dict[str, int] = {}
+    busy = 0
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].split(":")[0].rstrip(")")
+                  for f in stack.split(";")]
+        if frames and frames[-1].startswith(("select ", "poll ", "_run_once ")):
+            continue  # waiting for I/O
+        busy += int(count)
+        for frame in set(frames):
+            shares[frame] = shares.get(frame, 0) + int(count)
+    lines = [f"{busy} busy samples; inclusive share per function"]
+    for frame, n in sorted(shares.items(), key=lambda kv: -kv[1])[:limit]:
+        lines.append(f"{100 * n / max(1, busy):5.1f}%  {frame}")
+    return "\n".join(lines) + "\n"
 
 
 # -- the table ------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import yaml
 from event_processor.config import load_settings as load_processor_settings
 from event_processor.core.event_processor import HAND_BACK_SECONDS
 from event_queue.accounts import load_accounts
+from event_queue.redis_server import COMPACT_HASH_VALUE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {
@@ -56,6 +57,8 @@ def test_redis_keeps_acknowledged_events_and_has_a_memory_limit() -> None:
     assert flags["--appendfsync"] == "always"
     assert flags["--maxmemory-policy"] == "noeviction"
     assert flags["--maxmemory"] == "${REDIS_MAXMEMORY:-256mb}"
+    # the compact event records the tests and benchmarks run with
+    assert flags["--hash-max-listpack-value"] == str(COMPACT_HASH_VALUE_BYTES)
     assert compose()["services"]["redis"]["volumes"] == ["redis-data:/data"]
 
 

@@ -69,3 +69,19 @@ def test_log_lines_are_one_json_object_with_the_fields() -> None:
     assert parsed["event_id"] == "e1"
     assert parsed["times_queued"] == 2
     assert "color_message" not in parsed and "fields" not in parsed
+
+
+def test_a_script_carries_only_the_helpers_it_uses() -> None:
+    from event_queue import scripts
+
+    lease = scripts.source("lease")
+    assert "local function now_ms" in lease and "local function int_arg" in lease
+    assert "local function keep_finished" not in lease  # the finishing helpers stay out
+    complete = scripts.source("complete")
+    # keep_finished is called by the body; trim_finished only through it: both are there, in
+    # the prelude's order, so every helper is defined before the one that calls it.
+    assert complete.index("local function trim_finished") < complete.index(
+        "local function keep_finished") < complete.index("KEYS[1]")
+    for name in scripts.ALL:  # nothing of the prelude is cut in the middle
+        helpers = scripts.source(name).removesuffix(scripts.ALL[name])
+        assert helpers.count("local function") == helpers.count("\nend\n")
