@@ -60,11 +60,11 @@ from event_queue.migration import migrate_legacy_keys
 from event_queue.stats import (
     EnqueueResult,
     EventPage,
-    EventSummary,
     LockRenewal,
     ProcessorInfo,
     QueueStats,
     RepairReport,
+    summarize_record,
 )
 
 P = ParamSpec("P")
@@ -808,11 +808,8 @@ class EventQueue:
         )
         now_ms = int(raw["now_ms"])
         now = ms_to_datetime(now_ms)
-        summaries = {
-            event_id: _summary(decode_event(event_id, dict(zip(flat[::2], flat[1::2],
-                                                                strict=True))))
-            for event_id, flat in raw["records"].items() if event_id
-        }
+        summaries = {event_id: summarize_record(event_id, *fields)
+                     for event_id, fields in raw["records"].items() if event_id}
         oldest = summaries.get(raw["oldest_waiting"]) if raw["oldest_waiting"] else None
         age = (now - oldest.created_at).total_seconds() if oldest and oldest.created_at else None
         return QueueStats(
@@ -974,18 +971,6 @@ def _processor(now_ms: int, consumer_id: str, last_ms: str, info: str) -> Proces
         last_heartbeat=ms_to_datetime(int(float(last_ms))),
         age_seconds=max(0.0, (now_ms - float(last_ms)) / 1000),
         info=json.loads(info),
-    )
-
-
-def _summary(event: Event) -> EventSummary:
-    return EventSummary(
-        event_id=event.event_id,
-        account_id=event.account_id,
-        exec_command=event.exec_command,
-        times_queued=event.times_queued,
-        created_at=event.created_at,
-        state=event.state.value,
-        last_error=event.last_error,
     )
 
 

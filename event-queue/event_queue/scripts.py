@@ -698,7 +698,8 @@ STATS: Final = r"""
 -- ARGV[1] sample size  ARGV[2] an event hash's key name without the id (the records read are
 -- named from it, under the same hash tag as KEYS)  ARGV[3] alive window (ms), '' for no
 -- processors
--- Returns a JSON object.
+-- Returns a JSON object; each record read is {account_id, exec_command, times_queued,
+-- created_at, state, last_error} ('' where absent).
 local processing_count = redis.call('LLEN', KEYS[2])
 local oldest = ''
 for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, processing_count)) do
@@ -714,9 +715,12 @@ if event_prefix ~= '' then
   local wanted = {oldest}
   for _, id in ipairs(sample) do wanted[#wanted + 1] = id end
   for _, id in ipairs(wanted) do
-    if id ~= '' and not records[id] then
-      local flat = redis.call('HGETALL', event_prefix .. id)
-      if #flat > 0 then records[id] = flat end
+    local key = event_prefix .. id
+    if id ~= '' and not records[id] and redis.call('EXISTS', key) == 1 then
+      local f = redis.call('HMGET', key, 'account_id', 'exec_command', 'times_queued',
+                           'created_at', 'state', 'last_error')
+      for i = 1, 6 do f[i] = f[i] or '' end
+      records[id] = f
     end
   end
 end

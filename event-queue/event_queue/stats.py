@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from event_queue.events import Event
+from event_queue.events import Event, EventState, ms_to_datetime
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,17 @@ class ProcessorInfo:
     last_heartbeat: datetime
     age_seconds: float
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def summarize_record(event_id: str, account_id: str, exec_command: str, times_queued: str,
+                     created_at: str, state: str, last_error: str) -> EventSummary:
+    """The summary of a record from its raw fields ('' when absent); never raises: a malformed
+    count reads as 1, a malformed time as unknown, an unknown state as queued."""
+    times = int(times_queued) if times_queued.isdigit() else 1
+    created = ms_to_datetime(int(created_at)) if created_at.isdigit() else None
+    known = state in EventState.__members__.values()
+    return EventSummary(event_id, account_id, exec_command, times, created,
+                        state if known else EventState.QUEUED.value, last_error or None)
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,13 @@ class AccessLog:
         try:
             await self.app(scope, receive, sending)
         finally:
-            client = scope.get("client")
-            log.info("request", extra={"fields": {
-                "method": scope["method"], "path": scope["path"], "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "client": client[0] if client else None}})
+            log_request(scope, status, started)
+
+
+def log_request(scope: Scope, status: int, started: float) -> None:
+    """The access log's line for one answered request (``started``: ``time.perf_counter()``)."""
+    client = scope.get("client")
+    log.info("request", extra={"fields": {
+        "method": scope["method"], "path": scope["path"], "status": status,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        "client": client[0] if client else None}})

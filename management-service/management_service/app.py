@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from event_queue import EventQueue
 from event_queue.accounts import Accounts, load_accounts
@@ -25,6 +26,7 @@ from management_service.middleware import BodySizeLimit
 from management_service.openapi import install_openapi
 from management_service.queue_manager import QueueManager
 from management_service.routes import ROUTERS
+from management_service.routes.health import answer_health
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +77,23 @@ def _startup_fields(settings: Settings) -> dict[str, Any]:
     }
 
 
+class ManagementApp(FastAPI):
+    """The FastAPI app, with ``GET /health`` answered before its middleware stack and router
+    (see :func:`management_service.routes.health.answer_health`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["path"] == "/health" and scope["method"] == "GET"
+                and "services" in scope.get("state", {})):
+            await answer_health(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings, *, accounts: Accounts | None = None) -> FastAPI:
     """Build the app; raises AccountsFileError when the accounts file is missing or invalid."""
     if accounts is None and settings.accounts_file is not None:
         accounts = load_accounts(settings.accounts_file)
-    app = FastAPI(
+    app = ManagementApp(
         title="Rebalancer management service",
         version=__version__,
         description=DESCRIPTION,

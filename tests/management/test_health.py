@@ -23,6 +23,7 @@ async def test_empty_queue_is_healthy(http: httpx.AsyncClient) -> None:
     response = await http.get("/health")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/health+json")
+    assert response.headers["cache-control"] == "no-store"
     body = response.json()
     assert body["status"] == "healthy"
     assert body["events_requeued"] == 0

@@ -85,3 +85,13 @@ def test_a_script_carries_only_the_helpers_it_uses() -> None:
     for name in scripts.ALL:  # nothing of the prelude is cut in the middle
         helpers = scripts.source(name).removesuffix(scripts.ALL[name])
         assert helpers.count("local function") == helpers.count("\nend\n")
+
+
+def test_a_malformed_record_still_summarizes_for_health_and_status() -> None:
+    from event_queue.stats import summarize_record
+
+    good = summarize_record("e1", "DU1", "rebalance", "3", "1700000000000", "retry_wait", "boom")
+    assert (good.times_queued, good.state, good.last_error) == (3, "retry_wait", "boom")
+    assert good.created_at is not None and good.created_at.year == 2023
+    bad = summarize_record("e2", "", "", "many", "yesterday", "lost", "")
+    assert (bad.times_queued, bad.created_at, bad.state, bad.last_error) == (1, None, "queued", None)

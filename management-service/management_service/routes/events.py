@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
+from fastapi.responses import Response
 
 from event_queue import EventState, ExecCommand
 from event_queue.events import ACCOUNT_ID_REGEX
@@ -23,6 +24,7 @@ from management_service.schemas import (
     EventList,
     EventOut,
     conflict,
+    json_response,
 )
 
 router = APIRouter(prefix="/queue/events", tags=["events"], dependencies=[READ_ACCESS],
@@ -39,19 +41,19 @@ async def list_events(
     exec_command: Annotated[ExecCommand | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
-) -> EventList:
+) -> Response:
     """Events oldest first, with their retry counts and last errors."""
     filters = EventFilters(state=state, account_id=account_id, exec_command=exec_command,
                            limit=limit, offset=offset)
-    return EventList.of(await manager.list_events(filters))
+    return json_response(EventList.of(await manager.list_events(filters)))
 
 
 @router.get("/{event_id}", response_model=EventDetail, responses=NOT_FOUND | UNAVAILABLE)
-async def get_event(manager: ManagerDep, event_id: EventId) -> EventDetail:
+async def get_event(manager: ManagerDep, event_id: EventId) -> Response:
     """One event, live or finished (completed or deleted, kept for the retention): its
     parameters, its timeline (received, queued, every attempt with its processor, duration and
     error, operator retries, completed or deleted and by whom) and the result of its run."""
-    return EventDetail.of(await manager.get_event(event_id))
+    return json_response(EventDetail.of(await manager.get_event(event_id)))
 
 
 @router.post(

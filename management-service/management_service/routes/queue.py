@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 
 from event_queue import ExecCommand, HistoryQuery, Outcome
 from event_queue.events import ACCOUNT_ID_REGEX
@@ -23,6 +24,7 @@ from management_service.schemas import (
     QueueStatusOut,
     RepairOut,
     RetentionOut,
+    json_response,
 )
 
 router = APIRouter(prefix="/queue", tags=["queue"], dependencies=[READ_ACCESS],
@@ -34,14 +36,14 @@ router = APIRouter(prefix="/queue", tags=["queue"], dependencies=[READ_ACCESS],
     response_model=QueueStatusOut,
     responses=UNAVAILABLE,
 )
-async def queue_status(services: ServicesDep) -> QueueStatusOut:
+async def queue_status(services: ServicesDep) -> Response:
     """Queue statistics without scanning the queue."""
     window = services.settings.health.processor_window_seconds
     seen = await services.manager.observe(
         window_seconds=window, timeout=services.settings.health.timeout_seconds
     )
     stats = seen.stats
-    return QueueStatusOut(
+    return json_response(QueueStatusOut(
         queue_length=stats.queue_length,
         processing=stats.processing,
         retry_waiting=stats.retry_waiting,
@@ -59,7 +61,7 @@ async def queue_status(services: ServicesDep) -> QueueStatusOut:
         inconsistencies=stats.inconsistencies,
         finished_events=stats.finished_events,
         retention=RetentionOut.of(services.settings.retention),
-    )
+    ))
 
 
 Cursor = Annotated[str | None, Query(min_length=1, max_length=512)]
