@@ -20,13 +20,15 @@ from event_queue.accounts import Accounts, load_accounts
 from management_service import __version__, errors, ui
 from management_service.access_log import AccessLog
 from management_service.config import Settings
-from management_service.deps import Services
+from management_service.deps import Access, Services
+from management_service.fast_paths import FastPath, serve
 from management_service.metrics import Metrics
 from management_service.middleware import BodySizeLimit
 from management_service.openapi import install_openapi
 from management_service.queue_manager import QueueManager
 from management_service.routes import ROUTERS
-from management_service.routes.health import answer_health
+from management_service.routes.health import health_answer
+from management_service.routes.queue import status_answer
 
 logger = logging.getLogger(__name__)
 
@@ -77,15 +79,22 @@ def _startup_fields(settings: Settings) -> dict[str, Any]:
     }
 
 
+FAST_PATHS = {
+    "/health": FastPath(None, health_answer),
+    "/queue/status": FastPath(Access.READ, status_answer),
+}
+
+
 class ManagementApp(FastAPI):
-    """The FastAPI app, with ``GET /health`` answered before its middleware stack and router
-    (see :func:`management_service.routes.health.answer_health`)."""
+    """The FastAPI app, with the polled GET endpoints of :data:`FAST_PATHS` answered before its
+    middleware stack and router (see :mod:`management_service.fast_paths`)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] == "http" and scope["path"] == "/health" and scope["method"] == "GET"
-                and "services" in scope.get("state", {})):
-            await answer_health(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path = FAST_PATHS.get(scope["path"])
+            if (path is not None and "services" in scope.get("state", {})
+                    and await serve(path, scope, receive, send)):
+                return
         await super().__call__(scope, receive, send)
 
 

@@ -84,23 +84,28 @@ def _refuse(request: Request, access: Access, error: Exception) -> Exception:
     return error
 
 
-def authorize(request: Request, access: Access) -> Operator:
-    """Check the API key for ``access``; the one place keys are compared (in constant time)."""
-    settings = services_of(request).settings
-    operator = Operator(client=client_address(request))
+def key_problem(settings: Settings, access: Access, presented: str | None) -> Exception | None:
+    """Why the key ``presented`` (None: no header) does not grant ``access``, or None when it
+    does; the one place keys are compared (in constant time)."""
     accepted = _keys_for(settings, access)
     if accepted is None:
-        return operator
+        return None
     if not accepted:
-        raise _refuse(request, access, MutationsDisabled())
-    presented = request.headers.get(settings.api_key_header)
+        return MutationsDisabled()
     if presented is None:
-        raise _refuse(request, access, ApiKeyMissing(settings.api_key_header))
+        return ApiKeyMissing(settings.api_key_header)
     given = presented.encode()
     matches = [hmac.compare_digest(given, key.get_secret_value().encode()) for key in accepted]
-    if not any(matches):
-        raise _refuse(request, access, ApiKeyWrong())
-    return operator
+    return None if any(matches) else ApiKeyWrong()
+
+
+def authorize(request: Request, access: Access) -> Operator:
+    """Check the API key for ``access``; a refusal is logged and raised."""
+    settings = services_of(request).settings
+    problem = key_problem(settings, access, request.headers.get(settings.api_key_header))
+    if problem is not None:
+        raise _refuse(request, access, problem)
+    return Operator(client=client_address(request))
 
 
 async def require_operator(request: Request) -> Operator:

@@ -14,7 +14,8 @@ from fastapi.responses import Response
 from event_queue import ExecCommand, HistoryQuery, Outcome
 from event_queue.events import ACCOUNT_ID_REGEX
 from management_service.bodies import StrictJsonRoute
-from management_service.deps import READ_ACCESS, ManagerDep, OperatorDep, ServicesDep
+from management_service.deps import READ_ACCESS, ManagerDep, OperatorDep, Services, ServicesDep
+from management_service.fast_paths import Headers, as_response
 from management_service.schemas import (
     NEEDS_KEY,
     UNAVAILABLE,
@@ -24,7 +25,6 @@ from management_service.schemas import (
     QueueStatusOut,
     RepairOut,
     RetentionOut,
-    json_response,
 )
 
 router = APIRouter(prefix="/queue", tags=["queue"], dependencies=[READ_ACCESS],
@@ -38,12 +38,17 @@ router = APIRouter(prefix="/queue", tags=["queue"], dependencies=[READ_ACCESS],
 )
 async def queue_status(services: ServicesDep) -> Response:
     """Queue statistics without scanning the queue."""
+    return as_response(*await status_answer(services))
+
+
+async def status_answer(services: Services) -> tuple[int, bytes, Headers]:
+    """``GET /queue/status``'s answer; the app's fast path answers with it too."""
     window = services.settings.health.processor_window_seconds
     seen = await services.manager.observe(
         window_seconds=window, timeout=services.settings.health.timeout_seconds
     )
     stats = seen.stats
-    return json_response(QueueStatusOut(
+    status = QueueStatusOut(
         queue_length=stats.queue_length,
         processing=stats.processing,
         retry_waiting=stats.retry_waiting,
@@ -61,7 +66,11 @@ async def queue_status(services: ServicesDep) -> Response:
         inconsistencies=stats.inconsistencies,
         finished_events=stats.finished_events,
         retention=RetentionOut.of(services.settings.retention),
-    ))
+    )
+    return 200, status.model_dump_json(by_alias=True).encode(), _JSON
+
+
+_JSON: Headers = [(b"content-type", b"application/json")]
 
 
 Cursor = Annotated[str | None, Query(min_length=1, max_length=512)]
