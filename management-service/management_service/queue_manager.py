@@ -74,7 +74,7 @@ class QueueManager:
 
     async def observe(self, *, window_seconds: float, timeout: float,
                       sample_size: int = 5) -> Observation:
-        """Statistics and live processors in one concurrent read (see :func:`health.observe`)."""
+        """Statistics and live processors in one script call (see :func:`health.observe`)."""
         return await observe(self.queue, window_seconds=window_seconds,
                              sample_size=sample_size, timeout=timeout)
 
