@@ -739,7 +739,8 @@ class EventQueue:
     ) -> EventPage:
         """A page of live events, oldest first, filtered by state, account and command.
 
-        Unfiltered, by state, or by command alone, a page costs O(log n + limit). An account has at
+        Unfiltered, by state, or by command alone, a page costs O(log n + limit) and one round
+        trip (the page and its records are read by one script). An account has at
         most one live event per command, so account filters read a handful of records. A state *and*
         command filter without an account walks the smaller of the two (callers may cap it).
         """
@@ -753,8 +754,11 @@ class EventQueue:
             index = self._area(state)
         else:
             index = self.keys.by_command(exec_command) if exec_command else self.keys.events_all
-        total, ids = await self._page(index, offset, offset + limit - 1)
-        return EventPage(await self._fetch(ids), total, limit, offset)
+        raw = await self._run("page_records", [index],
+                              [offset, offset + limit - 1, self.keys.event("")])
+        events = [decode_event(str(event_id), dict(zip(flat[::2], flat[1::2], strict=True)))
+                  for event_id, flat in zip(raw[1::2], raw[2::2], strict=True) if flat]
+        return EventPage(events, int(raw[0]), limit, offset)
 
     async def _page(self, index: str, start: int, stop: int) -> tuple[int, builtins.list[str]]:
         raw = await self._run("page", [index], [start, stop])

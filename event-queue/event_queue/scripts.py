@@ -1,10 +1,11 @@
 """The Lua scripts of the queue contract.
 
 Every state change that touches more than one key is one of these scripts. Each opens by naming its
-KEYS and ARGV; every key it touches is passed in KEYS, with two exceptions whose names depend on
-what the script reads: LEASE takes the account lock of the event it leases, and STATS reads the
-records of the few events it reports. Both are given the key name's start in ARGV (the deployment's
-hash tag included) and only append an account or event id to it. Every key of one deployment shares
+KEYS and ARGV; every key it touches is passed in KEYS, with three exceptions whose names depend on
+what the script reads: LEASE takes the account lock of the event it leases, STATS reads the
+records of the few events it reports, PAGE_RECORDS the records of the page it lists. Each is
+given the key name's start in ARGV (the deployment's hash tag included) and only appends an
+account or event id to it. Every key of one deployment shares
 one hash tag, so each script runs on one Redis Cluster slot.
 
 Each script first reads, validates and computes everything it will write, and only then writes:
@@ -766,6 +767,33 @@ end
 return out
 """
 
+PAGE_RECORDS: Final = r"""
+-- One page of an area or index, its size and the records of the page, read at one instant
+-- (read only): a listing in one round trip.
+-- KEYS[1] the list or sorted set   ARGV[1] start   ARGV[2] stop
+-- ARGV[3] an event hash's key name without the id (the records are named from it, under the
+-- same hash tag as KEYS[1])
+-- Returns {size, id1, fields1, id2, fields2, ...}; fields: the record's flat field/value list
+-- (empty for an id without a record).
+local kind = redis.call('TYPE', KEYS[1])['ok']
+local start, stop = int_arg(ARGV[1], 'start'), int_arg(ARGV[2], 'stop')
+local prefix = ARGV[3]
+if not prefix or prefix == '' then error('page_records: no event key name') end
+local ids, out
+if kind == 'list' then
+  out = {redis.call('LLEN', KEYS[1])}
+  ids = redis.call('LRANGE', KEYS[1], start, stop)
+else
+  out = {redis.call('ZCARD', KEYS[1])}
+  ids = redis.call('ZRANGE', KEYS[1], start, stop)
+end
+for _, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGETALL', prefix .. id)
+end
+return out
+"""
+
 FETCH: Final = r"""
 -- Read several event records at one instant (read only); a cluster runs it on one node.
 -- KEYS[i] the hash of event i
@@ -1165,6 +1193,7 @@ ALL: Final = {
     "stats": STATS,
     "page": PAGE,
     "fetch": FETCH,
+    "page_records": PAGE_RECORDS,
     "lookup": LOOKUP,
     "history": HISTORY,
     "trim_finished": TRIM_FINISHED,

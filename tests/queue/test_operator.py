@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -179,8 +181,6 @@ async def test_stats_of_an_empty_queue(queue: EventQueue) -> None:
 async def test_stats_read_everything_a_health_check_needs_in_one_round_trip(
     queue: EventQueue,
 ) -> None:
-    from redis.asyncio.connection import Connection
-
     for i in range(3):
         await queue.enqueue(new(f"DU{i}"))
     claimed = await queue.claim("c1", timeout=1)
@@ -189,25 +189,46 @@ async def test_stats_read_everything_a_health_check_needs_in_one_round_trip(
     await queue.heartbeat("p1", {"host": "a"})
     await queue.stats()  # scripts loaded
 
-    sent = 0
-    original = Connection.send_packed_command
-
-    async def counting(self: Connection, command: object, check_health: bool = True) -> None:
-        nonlocal sent
-        sent += 1
-        await original(self, command, check_health)  # type: ignore[arg-type]
-
-    Connection.send_packed_command = counting  # type: ignore[method-assign,assignment]
-    try:
+    with round_trips() as sent:
         stats = await queue.stats(sample_size=5, alive_within=5)
-    finally:
-        Connection.send_packed_command = original  # type: ignore[method-assign]
-    assert sent == 1
+    assert sent == [1]
     assert [(p.consumer_id, p.info) for p in stats.processors] == [("p1", {"host": "a"})]
     assert stats.oldest_event is not None and stats.oldest_event.account_id == "DU0"
     assert [(s.event_id, s.last_error) for s in stats.requeued_sample] == [
         (claimed.event_id, "boom")]
     assert (await queue.stats()).processors == []  # only when asked for
+
+
+async def test_a_page_of_the_listing_is_one_round_trip(queue: EventQueue) -> None:
+    for i in range(5):
+        await queue.enqueue(new(f"DU{i}"))
+    await queue.list(limit=2)  # scripts loaded
+    with round_trips() as sent:
+        page = await queue.list(limit=2, offset=1)
+    assert sent == [1]
+    assert (page.total, [e.account_id for e in page.events]) == (5, ["DU1", "DU2"])
+    await queue.redis.delete(keys.event(page.events[0].event_id))  # a record gone: left out
+    assert [e.account_id for e in (await queue.list(limit=2, offset=1)).events] == ["DU2"]
+    await queue.repair()  # drops the id without a record (the invariant check follows the test)
+
+
+@contextmanager
+def round_trips() -> Iterator[list[int]]:
+    """Count the commands sent to Redis inside the block (the list holds the count after it)."""
+    from redis.asyncio.connection import Connection
+
+    sent = [0]
+    original = Connection.send_packed_command
+
+    async def counting(self: Connection, command: object, check_health: bool = True) -> None:
+        sent[0] += 1
+        await original(self, command, check_health)  # type: ignore[arg-type]
+
+    Connection.send_packed_command = counting  # type: ignore[method-assign,assignment]
+    try:
+        yield sent
+    finally:
+        Connection.send_packed_command = original  # type: ignore[method-assign]
 
 
 async def test_audit_log_is_capped_newest_first(queue: EventQueue) -> None:
