@@ -440,8 +440,7 @@ class EventQueue:
         )
         if raw[0] != "ok":
             return None
-        fields = dict(zip(raw[2::2], raw[3::2], strict=True))
-        return Claim(decode_event(event_id, fields), lock_token if raw[1] == "1" else "", sent)
+        return Claim(_decode_flat(event_id, raw[2:]), lock_token if raw[1] == "1" else "", sent)
 
     @_translate_errors
     async def renew_lease(
@@ -616,7 +615,7 @@ class EventQueue:
         k = self.keys
         raw = await self._run("lookup", [k.event(event_id), k.finished], [event_id])
         if raw[0] == "live":
-            return decode_event(event_id, dict(zip(raw[1::2], raw[2::2], strict=True)))
+            return _decode_flat(event_id, raw[1:])
         if raw[0] == "finished":
             return decode_finished(str(raw[1]), event_id=event_id)
         raise EventNotFound(event_id)
@@ -756,7 +755,7 @@ class EventQueue:
             index = self.keys.by_command(exec_command) if exec_command else self.keys.events_all
         raw = await self._run("page_records", [index],
                               [offset, offset + limit - 1, self.keys.event("")])
-        events = [decode_event(str(event_id), dict(zip(flat[::2], flat[1::2], strict=True)))
+        events = [_decode_flat(str(event_id), flat)
                   for event_id, flat in zip(raw[1::2], raw[2::2], strict=True) if flat]
         return EventPage(events, int(raw[0]), limit, offset)
 
@@ -791,8 +790,7 @@ class EventQueue:
             records = await self._run("fetch", [self.keys.event(i) for i in chunk], [])
             for event_id, flat in zip(chunk, records, strict=True):
                 if flat:
-                    events.append(decode_event(event_id, dict(zip(flat[::2], flat[1::2],
-                                                                  strict=True))))
+                    events.append(_decode_flat(event_id, flat))
         return events
 
     @_translate_errors
@@ -919,7 +917,7 @@ class EventQueue:
         raw = await self._run("alive", [self.keys.processors, self.keys.processor_info],
                               [_ms(within)])
         now = int(raw[0])
-        return [_processor(now, *raw[i:i + 3]) for i in range(1, len(raw), 3)]
+        return [_processor(now, *processor) for processor in raw[1:]]
 
     @_translate_errors
     async def acquire_account_lock(self, account_id: str, token: str, *, ttl: float) -> bool:
@@ -967,6 +965,11 @@ def _matches(event: Event, state: EventState | None, exec_command: str | None) -
     return (state is None or event.state is state) and (
         exec_command is None or event.exec_command == exec_command
     )
+
+
+def _decode_flat(event_id: str, flat: Sequence[str]) -> Event:
+    """:func:`decode_event` of a record read as a flat field/value list (HGETALL in a script)."""
+    return decode_event(event_id, dict(zip(flat[::2], flat[1::2], strict=True)))
 
 
 def _processor(now_ms: int, consumer_id: str, last_ms: str, info: str) -> ProcessorInfo:

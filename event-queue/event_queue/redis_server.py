@@ -121,6 +121,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def kill_process(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL a server process that still runs, as a crash would, and reap it."""
+    if process and process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 5) -> None:
+    """SIGTERM a server process that still runs; SIGKILL it after ``timeout`` seconds."""
+    if process and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_process(process)
+
+
 class RedisServer:
     """One private server on 127.0.0.1, with AOF as production runs it (``appendfsync always``)."""
 
@@ -175,18 +192,11 @@ class RedisServer:
 
     def kill(self) -> None:
         """SIGKILL the server, as a crash would."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
+        kill_process(self.process)
 
     def stop(self) -> None:
         """Stop the server and remove its temporary data directory."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.process)
         if self._tmp is not None:
             self._tmp.cleanup()
 

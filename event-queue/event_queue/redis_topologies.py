@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import random
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from event_queue.redis_server import RedisBinary, default_binary, free_port
+from event_queue.redis_server import (
+    RedisBinary,
+    default_binary,
+    free_port,
+    kill_process,
+    stop_process,
+)
 
 SLOTS = 16384
 BUS_OFFSET = 10000  # a cluster node also listens on its port + 10000 (the cluster bus)
@@ -82,18 +87,11 @@ class NodeProcess:
 
     def kill(self) -> None:
         """SIGKILL the node, as a crash would."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
+        kill_process(self.process)
 
     def stop(self) -> None:
         """Stop the node."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.process)
 
 
 def _read_reply(sock: socket.socket) -> str:

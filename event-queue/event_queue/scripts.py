@@ -130,6 +130,17 @@ local function int_arg(value, name)
   return n
 end
 
+-- The processors whose last heartbeat is at most `window` ms old at `now`: a list of
+-- {consumer id, last heartbeat (ms), its description as JSON}.
+local function alive(processors, info, now, window)
+  local out = {}
+  local seen = redis.call('ZRANGEBYSCORE', processors, now - window, '+inf', 'WITHSCORES')
+  for i = 1, #seen, 2 do
+    out[#out + 1] = {seen[i], seen[i + 1], redis.call('HGET', info, seen[i]) or '{}'}
+  end
+  return out
+end
+
 -- Timeline steps: one JSON object per line in the record's `steps` field, appended as text. The
 -- oldest lines go once the field passes STEPS_MAX_BYTES (counted in `steps_dropped`), so an event
 -- failing for days keeps a bounded record.
@@ -728,12 +739,7 @@ end
 local now = now_ms()
 local processors = {}
 if (ARGV[3] or '') ~= '' then
-  local seen = redis.call('ZRANGEBYSCORE', KEYS[9], now - int_arg(ARGV[3], 'window'), '+inf',
-                          'WITHSCORES')
-  for i = 1, #seen, 2 do
-    processors[#processors + 1] = {seen[i], seen[i + 1],
-                                   redis.call('HGET', KEYS[10], seen[i]) or '{}'}
-  end
+  processors = alive(KEYS[9], KEYS[10], now, int_arg(ARGV[3], 'window'))
 end
 if #sample == 0 then sample = {''} end
 if #processors == 0 then processors = {''} end
@@ -990,15 +996,11 @@ ALIVE: Final = r"""
 -- Processors whose last heartbeat is recent enough (read only).
 -- KEYS[1] processors  KEYS[2] processor info
 -- ARGV[1] alive window (ms)
--- Returns {now, consumer1, last1, info1, consumer2, ...}.
+-- Returns {now, {consumer1, last1, info1}, {consumer2, ...}, ...}.
 local now = now_ms()
 local out = {now}
-local window = int_arg(ARGV[1], 'window')
-local seen = redis.call('ZRANGEBYSCORE', KEYS[1], now - window, '+inf', 'WITHSCORES')
-for i = 1, #seen, 2 do
-  out[#out + 1] = seen[i]
-  out[#out + 1] = seen[i + 1]
-  out[#out + 1] = redis.call('HGET', KEYS[2], seen[i]) or '{}'
+for _, processor in ipairs(alive(KEYS[1], KEYS[2], now, int_arg(ARGV[1], 'window'))) do
+  out[#out + 1] = processor
 end
 return out
 """
@@ -1234,21 +1236,17 @@ def source(name: str) -> str:
 def _helpers() -> dict[str, str]:
     """The prelude cut into its top-level definitions (each with the comment above it), by name."""
     chunks: dict[str, str] = {}
-    name, lines, comments = "", list[str](), list[str]()
+    name, lines = "", list[str]()
     for line in _PRELUDE.splitlines(keepends=True):
         start = re.match(r"local (?:function )?(\w+)", line)
-        if start:
-            if name:
-                chunks[name] = "".join(lines)
-            name, lines, comments = start.group(1), [*comments, line], []
-        elif line.startswith("--") and (not lines or lines[-1].startswith("end")
-                                         or lines[-1].strip() == "" or comments):
-            comments.append(line)
-        elif comments:
-            lines += [*comments, line]
-            comments = []
-        else:
+        if not start:
             lines.append(line)
-    if name:
-        chunks[name] = "".join(lines + comments)
+            continue
+        above = 0  # the comment lines just above belong to the definition they describe
+        while above < len(lines) and lines[len(lines) - 1 - above].startswith("--"):
+            above += 1
+        if name:
+            chunks[name] = "".join(lines[:len(lines) - above])
+        name, lines = start.group(1), [*lines[len(lines) - above:], line]
+    chunks[name] = "".join(lines)
     return chunks

@@ -34,11 +34,15 @@ CONSISTENCY = "queue:consistency"
 
 @dataclass(frozen=True)
 class Observation:
-    """What one look at Redis tells: the queue statistics and the live processors."""
+    """What one look at Redis tells: the queue statistics (the live processors among them)."""
 
     stats: QueueStats
-    processors: list[ProcessorInfo]
     latency_ms: float
+
+    @property
+    def processors(self) -> list[ProcessorInfo]:
+        """The processors with a heartbeat within the window asked for."""
+        return self.stats.processors
 
     @property
     def waiting(self) -> int:
@@ -61,7 +65,7 @@ async def observe(
             stats = await queue.stats(sample_size=sample_size, alive_within=window_seconds)
     except TimeoutError as exc:
         raise QueueUnavailable(f"no answer within {timeout:g} s") from exc
-    return Observation(stats, stats.processors, (loop.time() - started) * 1000)
+    return Observation(stats, (loop.time() - started) * 1000)
 
 
 async def check_health(queue: EventQueue, settings: HealthSettings) -> HealthOut:

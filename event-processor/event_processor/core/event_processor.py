@@ -42,7 +42,6 @@ from event_processor.services.queue_service import QueueService
 from event_queue import (
     AccountLockConflict,
     Claim,
-    Event,
     EventNotFound,
     InvalidResult,
     LeaseLost,
@@ -318,8 +317,7 @@ class EventProcessor:
             if claim is None or await self._already_held(claim):
                 await self.capacity.done()
                 continue
-            event = claim.event
-            task = asyncio.create_task(self.process(event, claim), name=f"event-{event.event_id}")
+            task = asyncio.create_task(self.process(claim), name=f"event-{claim.event.event_id}")
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
 
@@ -369,16 +367,16 @@ class EventProcessor:
                     extra=self._event_fields(held, phase=held.phase.value))
         return True
 
-    async def process(self, event: Event, claim: Claim | None = None) -> None:
+    async def process(self, claim: Claim) -> None:
         """Take one claimed event to its end: completed, requeued, or handed back.
 
-        ``claim`` says whether the claim took the account lock already. The caller has reserved
-        a slot of :attr:`capacity` for it; it is given back here.
+        The claim may have taken the event's account lock already. The caller has reserved a slot
+        of :attr:`capacity` for it; it is given back here.
         """
-        flight = InFlight(event, lock_token=self.queue.new_lock_token(),
+        event = claim.event
+        flight = InFlight(event, lock_token=claim.lock_token or self.queue.new_lock_token(),
                           task=asyncio.current_task())
-        if claim is not None and claim.lock_token:
-            flight.lock_token = claim.lock_token
+        if claim.lock_token:
             flight.confirm_lock(claim.sent_at)
         self.flights[event.event_id] = flight
         try:

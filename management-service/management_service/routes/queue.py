@@ -27,6 +27,8 @@ from management_service.schemas import (
     RetentionOut,
 )
 
+_JSON: Headers = [(b"content-type", b"application/json")]
+
 router = APIRouter(prefix="/queue", tags=["queue"], dependencies=[READ_ACCESS],
                    route_class=StrictJsonRoute)
 
@@ -68,9 +70,6 @@ async def status_answer(services: Services) -> tuple[int, bytes, Headers]:
         retention=RetentionOut.of(services.settings.retention),
     )
     return 200, status.model_dump_json(by_alias=True).encode(), _JSON
-
-
-_JSON: Headers = [(b"content-type", b"application/json")]
 
 
 Cursor = Annotated[str | None, Query(min_length=1, max_length=512)]
