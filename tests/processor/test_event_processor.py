@@ -266,6 +266,34 @@ async def test_a_claim_that_takes_the_lock_an_earlier_event_here_waits_for_gives
     assert await queue.redis.get(keys.account_lock("DU1")) is None
 
 
+async def test_a_reclaimed_running_event_takes_over_the_lock_its_new_claim_took(
+    queue: EventQueue, redis_url: str, start_processor: StartProcessor
+) -> None:
+    # Redis lost the account lock and the reaper put the running event back (as after an outage
+    # longer than a lease); this processor claims it again, and that claim takes the free lock
+    # under a new token. The running command must carry on under it: renewing with the old token
+    # would find "another holder" and stop the command.
+    command = Recorder(sleep=1.5)
+    await start_processor(command.registry(), lease_seconds=6)
+    enqueued = await queue.enqueue(new("DU1"))
+
+    async def running() -> bool:
+        return len(command.runs) == 1
+
+    await wait_until(running, timeout=5)
+    reaper = EventQueue.from_url(redis_url, lease_seconds=0.1)
+    try:
+        await queue.redis.delete(keys.account_lock("DU1"))
+        await queue.redis.zadd(keys.LEASES, {enqueued.event_id: 0})
+        assert await reaper.reap_expired_leases(grace_seconds=0) == [enqueued.event_id]
+    finally:
+        await reaper.close()
+    entry = (await wait_finished(queue, 1))[enqueued.event_id]
+    assert (entry.outcome, len(command.runs)) == ("completed", 1)
+    assert "cancelled" not in command.runs[0]
+    assert await queue.redis.get(keys.account_lock("DU1")) is None
+
+
 async def test_events_of_one_account_never_overlap_but_other_accounts_run_alongside(
     queue: EventQueue, start_processor: StartProcessor
 ) -> None:
