@@ -239,3 +239,18 @@ def test_listens_on_port_logs_json_on_stdout_and_stops_with_0(program: str, redi
     lines = [json.loads(line) for line in out.splitlines()]
     assert {"ts", "level", "logger", "msg"} <= set(lines[0])
     assert READY[program] in [line["msg"] for line in lines]
+
+
+def test_after_start_up_the_collector_leaves_start_up_objects_alone_and_runs_less_often() -> None:
+    import gc
+
+    from event_queue import cli
+
+    before = gc.get_threshold()
+    try:
+        cli.settle_gc()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (cli.YOUNG_COLLECTION_THRESHOLD, before[1], before[2])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -7,7 +7,6 @@ problem on stderr names the key, variable or file and what is expected.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import socket
 import sys
@@ -44,11 +43,12 @@ def prepare(args: argparse.Namespace) -> tuple[BrokerSettings, Accounts]:
 def serve(settings: BrokerSettings, accounts: Accounts, sock: socket.socket) -> None:
     """Run one uvicorn worker on uvloop and httptools (never the plain asyncio loop)."""
     app = create_app(settings, accounts=accounts)
-    gc.freeze()  # start-up objects (accounts, schemas, routes) never need collecting: short GC pauses
+    cli.settle_gc()  # start-up objects (accounts, schemas, routes) are never collected again
     config = uvicorn.Config(
         app,
         loop="uvloop",
         http="httptools",
+        ws="none",
         lifespan="on",
         log_config=None,
         access_log=False,  # one JSON line per webhook replaces the access log

@@ -119,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except cli.ConfigProblem as exc:
         return cli.fail(PROGRAM, exc)
     configure_logging(settings.logging.level)
+    cli.settle_gc()
     try:
         with asyncio.Runner(loop_factory=_loop_factory(settings)) as runner:
             runner.run(serve(settings, registry, sock))

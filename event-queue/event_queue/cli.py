@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import os
 import signal
 import socket
@@ -135,3 +136,19 @@ def exit_zero_after_stop_signals(before_exit: Callable[[], None]) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, handler)
+
+
+# Net allocations of container objects between two young-generation collections (CPython's
+# default is 700). A request's objects are freed by reference counting as it ends; the collector
+# only looks for cycles. At 700, sixty-four requests in flight trigger a young collection every
+# few requests; at this value almost never. Measured on the broker: about a tenth less CPU per
+# webhook, for at most a few megabytes of cyclic garbage kept a little longer.
+YOUNG_COLLECTION_THRESHOLD = 10_000
+
+
+def settle_gc() -> None:
+    """Once start-up is done: keep its objects out of every later collection (``gc.freeze``) and
+    collect young objects less often (:data:`YOUNG_COLLECTION_THRESHOLD`)."""
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)

@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError
 
 SENTINEL_SCHEME = "redis+sentinel"
 CLUSTER_SCHEME = "redis+cluster"
@@ -104,6 +107,34 @@ class Connection:
             await other.aclose()
 
 
+def _pack_with_hiredis(self: AbstractConnection, *args: Any) -> list[bytes]:
+    """One command in the Redis protocol, packed by hiredis (C) as redis-py's sync client does.
+
+    redis-py's asyncio connections pack in Python and rebuild the buffer for every argument: an
+    enqueue batch of 30 events (~340 arguments) took 660 µs to pack, 65 µs with hiredis, and the
+    same bytes. A command name with spaces (``CONFIG GET``) is split as redis-py splits it; a
+    value hiredis cannot pack (None, a bool, ...) is refused with redis-py's DataError.
+    """
+    first = args[0]
+    if isinstance(first, str):
+        args = (*first.encode().split(), *args[1:])
+    elif b" " in first:
+        args = (*first.split(), *args[1:])
+    try:
+        return [hiredis.pack_command(args)]
+    except TypeError as exc:
+        raise DataError(str(exc)) from None
+
+
+def use_hiredis_packer() -> None:
+    """Pack every ``redis.asyncio`` command with hiredis (idempotent; called by :func:`connect`).
+
+    Set on the connections' common base class, so it covers every kind ``connect`` builds: plain,
+    TLS and Unix-socket connections, the Sentinel-managed ones and the cluster nodes' connections.
+    """
+    AbstractConnection.pack_command = _pack_with_hiredis  # type: ignore[method-assign]
+
+
 def connect(
     target: RedisTarget,
     *,
@@ -119,6 +150,7 @@ def connect(
     connection: only for callers whose every write is safe to resend (see EventQueue.from_url).
     A cluster client never resends a command by itself (its own retries are turned off).
     """
+    use_hiredis_packer()
     options: dict[str, Any] = {
         "decode_responses": True,
         "socket_timeout": timeout,

@@ -19,6 +19,8 @@ import threading
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import orjson
+
 # uvicorn adds "color_message" to its records: a terminal rendering of msg, not a field.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "fields", "color_message"}
 # Libraries that log every failed connection attempt themselves; our own lines say it once.
@@ -30,9 +32,16 @@ _handler: BackgroundLineWriter | None = None
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON object on one line."""
 
+    # For what orjson refuses (an integer beyond 64 bits, a non-string key): the standard library.
+    _fallback = json.JSONEncoder(default=str, separators=(",", ":"))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: tuple[int, str] = (-1, "")  # one tuple: threads may format at once
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self._timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -40,10 +49,28 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             line.update(fields)
-        line.update((k, v) for k, v in record.__dict__.items() if k not in _STANDARD)
+        attributes = record.__dict__
+        for name in attributes.keys() - _STANDARD:
+            line[name] = attributes[name]
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, separators=(",", ":"))
+        try:  # orjson: a seventh of the standard library's time for a typical line
+            return orjson.dumps(line, default=str).decode()
+        except TypeError:  # orjson.JSONEncodeError is a TypeError
+            return self._fallback.encode(line)
+
+    def _timestamp(self, created: float) -> str:
+        """ISO 8601 in UTC to the millisecond, as ``datetime.isoformat`` writes it; the text of
+        the whole second is reused from the previous line."""
+        second = int(created)
+        micros = round((created - second) * 1_000_000)  # datetime's own rounding, then truncation
+        if micros >= 1_000_000:
+            second, micros = second + 1, 0
+        cached_second, text = self._second
+        if second != cached_second:
+            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, text)
+        return f"{text}.{micros // 1000:03d}+00:00"
 
 
 class BackgroundLineWriter(logging.Handler):

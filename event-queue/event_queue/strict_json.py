@@ -57,6 +57,10 @@ def _too_deep(text: str) -> bool:
     return False
 
 
+# Built once: json.loads with hooks builds a new decoder for every call.
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_float)
+
+
 def loads(body: bytes) -> Any:
     """Parse ``body`` as strict UTF-8 JSON; raises InvalidJson."""
     try:
@@ -68,7 +72,7 @@ def loads(body: bytes) -> Any:
     if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(text):
         raise InvalidJson(f"the body nests deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(text, parse_constant=_constant, parse_float=_float)
+        return _DECODER.decode(text)
     except InvalidJson:
         raise
     except json.JSONDecodeError as exc:

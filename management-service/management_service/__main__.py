@@ -34,6 +34,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def serve(app: FastAPI, sock: socket.socket) -> None:
     """Run one uvicorn worker on uvloop and httptools; the app logs each request itself."""
+    cli.settle_gc()  # start-up objects (accounts, schemas, routes) are never collected again
     config = uvicorn.Config(
         app,
         loop="uvloop",

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from event_queue.accounts import AccountDisabled, AccountsFileError, UnknownAccount, load_accounts
+from event_queue.events import ExecCommand, NewEvent
 from event_queue.requests import EventRequest
 from event_queue.weights import InvalidTargets, check_weights
 
@@ -89,3 +90,22 @@ def test_weights_no_portfolio_can_meet_are_refused(weights: dict[str, float], me
 def test_weights_summing_to_100_with_float_noise_are_met() -> None:
     check_weights({"A": 33.33, "B": 33.33, "C": 33.34})
     check_weights({"A": 0.0})  # sell A: a portfolio can meet that
+
+
+@pytest.mark.parametrize("body", [
+    {"account_id": "DU1", "exec": "print-equity"},
+    {"account_id": "DU1", "exec_command": "rebalance",
+     "data": {"allocations": [{"symbol": "SPY", "allocation": 60},
+                              {"symbol": "AGG", "allocation": 40}],
+              "cash_reserve_percent": 2.5, "order_type": "MOC", "strategy": "core"}},
+])
+def test_the_event_built_from_a_request_is_what_validating_it_again_gives(
+    tmp_path: Path, body: dict[str, object]
+) -> None:
+    # to_new_event skips NewEvent's validation (the request already ran the same rules); this
+    # proves nothing is lost that validation would have produced or refused.
+    accounts = load_accounts(write(tmp_path, "accounts:\n  - {account_id: DU1}\n"))
+    built = EventRequest.model_validate(body).to_new_event(accounts)
+    assert built == NewEvent.model_validate(built.model_dump())
+    assert type(built.exec_command) is ExecCommand
+    assert all(value is not None for value in built.data.values())

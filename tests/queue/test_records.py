@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis.asyncio as aioredis
 
@@ -69,6 +71,35 @@ def test_log_lines_are_one_json_object_with_the_fields() -> None:
     assert parsed["event_id"] == "e1"
     assert parsed["times_queued"] == 2
     assert "color_message" not in parsed and "fields" not in parsed
+
+
+@pytest.mark.parametrize("created", [
+    1_700_000_000.0, 1_700_000_000.9995, 1_700_000_000.9999996, 1_700_000_001.0004,
+    1_764_633_600.325, 1_764_633_600.3249996, 946_684_799.999,
+])
+def test_log_timestamps_are_what_datetime_writes(created: float) -> None:
+    import logging
+    from datetime import UTC, datetime
+
+    from event_queue.logs import JsonFormatter
+
+    formatter = JsonFormatter()
+    for when in (created, created + 0.5, created):  # the cached second is reused and replaced
+        record = logging.makeLogRecord({"name": "x", "msg": "m", "created": when})
+        want = datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")
+        assert json.loads(formatter.format(record))["ts"] == want
+
+
+def test_log_values_json_cannot_take_natively_are_written_as_text() -> None:
+    import logging
+    from pathlib import PurePosixPath
+
+    from event_queue.logs import JsonFormatter
+
+    record = logging.makeLogRecord({"name": "x", "msg": "m", "fields": {
+        "path": PurePosixPath("/etc/x"), "huge": 10**30, "error": ValueError("boom")}})
+    parsed = json.loads(JsonFormatter().format(record))
+    assert (parsed["path"], parsed["huge"], parsed["error"]) == ("/etc/x", 10**30, "boom")
 
 
 def test_a_script_carries_only_the_helpers_it_uses() -> None:

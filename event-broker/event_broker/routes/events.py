@@ -13,12 +13,12 @@ through the app's one exception handler, and the operation is documented in Open
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import APIRouter
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -119,7 +119,7 @@ async def _refuse(send: Send, broker: Broker, error: BrokerError) -> None:
 
 async def _send_json(send: Send, status: int, body: dict[str, Any],
                      headers: dict[str, str] | None = None) -> None:
-    encoded = json.dumps(body, separators=(",", ":")).encode()
+    encoded = orjson.dumps(body)
     raw = [*_JSON_HEADERS, (b"content-length", str(len(encoded)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
