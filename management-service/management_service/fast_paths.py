@@ -1,11 +1,13 @@
 """The GET endpoints that monitors and dashboards poll, answered before the framework's stack.
 
-``GET /health`` (uptime monitors) and ``GET /queue/status`` (dashboards, scripts) cost little
-themselves: most of a request's time was FastAPI's middleware, router and dependency solving.
-:class:`management_service.app.ManagementApp` answers them here with the same bodies, headers,
-error answers and access log line as their routes, which stay registered and document them in
-OpenAPI. A request the fast path would refuse (a missing or wrong API key) goes the long way, so
-its 401/403 and its "request refused" log line come from the one place that makes them.
+``GET /health`` (uptime monitors), ``GET /queue/status`` and ``GET /queue/events`` (dashboards,
+scripts) cost little themselves: most of a request's time was FastAPI's middleware, router and
+dependency solving. :class:`management_service.app.ManagementApp` answers them here with the same
+bodies, headers, error answers and access log line as their routes, which stay registered and
+document them in OpenAPI. A request the fast path would refuse goes the long way, so its error
+and its log line come from the one place that makes them: a missing or wrong API key (401/403),
+and query parameters that do not validate, or that are repeated or blank (422 or FastAPI's own
+reading of them).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
+from urllib.parse import parse_qsl
 
+from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -27,7 +31,8 @@ from management_service.errors import STATUS, error_body
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[bytes, bytes]]
-Answer = Callable[[Services], Awaitable[tuple[int, bytes, Headers]]]
+# The answer's maker takes the services, and the validated query when the path has one.
+Answer = Callable[..., Awaitable[tuple[int, bytes, Headers]]]
 
 
 def as_response(status: int, body: bytes, headers: Headers) -> Response:
@@ -39,10 +44,29 @@ def as_response(status: int, body: bytes, headers: Headers) -> Response:
 
 @dataclass(frozen=True)
 class FastPath:
-    """One GET endpoint: who may read it (None: anyone) and what makes its answer."""
+    """One GET endpoint: who may read it (None: anyone), what makes its answer and, when it
+    takes query parameters, the model that validates them (as the route's ``Query`` fields do)."""
 
     access: Access | None
     answer: Answer
+    query: type[BaseModel] | None = None
+
+
+def parse_query(scope: Scope, model: type[BaseModel]) -> BaseModel | None:
+    """The query string validated by ``model``; None when the framework must read it instead.
+
+    The string is split as Starlette splits it; unknown parameters are ignored, as FastAPI
+    ignores them. A repeated or blank parameter, or a value the model refuses, gives None, so
+    the route answers it (with its 422) exactly as it always has.
+    """
+    pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    values = dict(pairs)
+    if len(values) != len(pairs) or "" in values.values():
+        return None
+    try:
+        return model.model_validate(values)
+    except ValidationError:
+        return None
 
 
 def permitted(scope: Scope, services: Services, access: Access | None) -> bool:
@@ -61,9 +85,15 @@ async def serve(path: FastPath, scope: Scope, receive: Receive, send: Send) -> b
     services = cast(Services, scope["state"]["services"])
     if not permitted(scope, services, path.access):
         return False
+    arguments: tuple[Any, ...] = ()
+    if path.query is not None:
+        query = parse_query(scope, path.query)
+        if query is None:
+            return False
+        arguments = (query,)
     status = 500
     try:
-        status, body, headers = await path.answer(services)
+        status, body, headers = await path.answer(services, *arguments)
     except Exception as exc:  # the same answers as errors.handle_error, or a plain 500
         known = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), None)
         if known is None:

@@ -28,6 +28,41 @@ def test_malformed_record_is_visible_with_a_reason() -> None:
     assert event.times_queued == 1
 
 
+_FRESH = {"event_id": "e3", "account_id": "DU1", "exec_command": "rebalance",
+          "dedup_key": "DU1:rebalance", "times_queued": "1", "created_at": "1764633600325",
+          "updated_at": "1764633600325", "data": '{"order_type":"MKT"}', "state": "queued"}
+
+
+@pytest.mark.parametrize("fields", [
+    _FRESH,
+    {**_FRESH, "last_error": "", "next_attempt_at": "", "result": "", "consumer": "", "claim": "",
+     "idempotency_key": ""},
+    {**_FRESH, "state": "processing", "consumer": "worker-1", "claim": "c1", "attempts": "2",
+     "claimed_at": "1764633601000", "idempotency_key": "webhook:abc", "added_by": "10.0.0.1"},
+    {**_FRESH, "state": "retry_wait", "times_queued": "3", "last_error": "IBKR down",
+     "next_attempt_at": "1764633700000", "result": '{"orders":[]}', "steps_dropped": "1",
+     "steps": '{"step":"attempt","at":1764633601000,"outcome":"failed"}\n[1]\nnot json'},
+])
+def test_a_well_formed_record_decodes_whole(fields: dict[str, str]) -> None:
+    event = decode_event("e3", fields)
+    assert event.malformed is None
+    assert (event.account_id, event.exec_command, event.data) == (
+        "DU1", "rebalance", {"order_type": "MKT"})
+    assert event.times_queued == int(fields["times_queued"])
+    assert event.state is EventState(fields["state"])
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    ("[1, 2]", "dictionary"), ('"text"', "dictionary"),
+    ("{bad", "JSONDecodeError"),
+])
+def test_a_record_whose_data_is_not_an_object_is_malformed(data: str, reason: str) -> None:
+    event = decode_event("e4", {**_FRESH, "data": data})
+    assert event.malformed is not None
+    assert reason in event.malformed or "validation error" in event.malformed
+    assert (event.account_id, event.data) == ("DU1", {})
+
+
 def test_new_event_rejects_account_ids_that_break_the_dedup_key() -> None:
     with pytest.raises(ValueError, match="account_id"):
         NewEvent(account_id="DU1:rebalance", exec_command=ExecCommand.REBALANCE)

@@ -6,12 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from event_queue import EventState, ExecCommand
 from event_queue.events import ACCOUNT_ID_REGEX
 from event_queue.requests import EventRequest
 from management_service.bodies import StrictJsonRoute
-from management_service.deps import READ_ACCESS, ManagerDep, OperatorDep
+from management_service.deps import READ_ACCESS, ManagerDep, OperatorDep, Services, ServicesDep
+from management_service.fast_paths import Headers, as_response
 from management_service.queue_manager import EventFilters
 from management_service.schemas import (
     NEEDS_KEY,
@@ -27,25 +29,41 @@ from management_service.schemas import (
     json_response,
 )
 
+_JSON: Headers = [(b"content-type", b"application/json")]
+
 router = APIRouter(prefix="/queue/events", tags=["events"], dependencies=[READ_ACCESS],
                    route_class=StrictJsonRoute)
 
 EventId = Annotated[str, Path(min_length=1, max_length=128, description="the event's id")]
 
 
+class ListQuery(BaseModel):
+    """``GET /queue/events``'s query parameters: the route declares them with this model and the
+    fast path validates with it, so both read a query the same way."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    state: EventState | None = Field(default=None,
+                                     description="queued, processing or retry_wait")
+    account_id: str | None = Field(default=None, pattern=ACCOUNT_ID_REGEX)
+    exec_command: ExecCommand | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=1_000_000_000)
+
+
 @router.get("", response_model=EventList, responses=UNAVAILABLE)
-async def list_events(
-    manager: ManagerDep,
-    state: Annotated[EventState | None, Query(description="queued, processing or retry_wait")] = None,
-    account_id: Annotated[str | None, Query(pattern=ACCOUNT_ID_REGEX)] = None,
-    exec_command: Annotated[ExecCommand | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
-) -> Response:
+async def list_events(services: ServicesDep, query: Annotated[ListQuery, Query()]) -> Response:
     """Events oldest first, with their retry counts and last errors."""
-    filters = EventFilters(state=state, account_id=account_id, exec_command=exec_command,
-                           limit=limit, offset=offset)
-    return json_response(EventList.of(await manager.list_events(filters)))
+    return as_response(*await list_answer(services, query))
+
+
+async def list_answer(services: Services, query: ListQuery) -> tuple[int, bytes, Headers]:
+    """``GET /queue/events``'s answer; the app's fast path answers with it too."""
+    filters = EventFilters(state=query.state, account_id=query.account_id,
+                           exec_command=query.exec_command, limit=query.limit,
+                           offset=query.offset)
+    page = await services.manager.list_events(filters)
+    return 200, EventList.of(page).model_dump_json(by_alias=True).encode(), _JSON
 
 
 @router.get("/{event_id}", response_model=EventDetail, responses=NOT_FOUND | UNAVAILABLE)
