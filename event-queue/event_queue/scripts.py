@@ -320,11 +320,20 @@ for i = 1, n do
     out[#out + 1] = 0
     out[#out + 1] = existing
   else
-    redis.call('HSET', hash, 'event_id', id, 'account_id', account, 'exec_command', command,
+    -- Only fields with a value are written: an absent field reads as empty everywhere (every
+    -- script and the decoder), and each empty one would cost the record memory.
+    local record = {'event_id', id, 'account_id', account, 'exec_command', command,
       'dedup_key', dedup, 'times_queued', 1, 'created_at', now, 'updated_at', now, 'data', data,
-      'state', 'queued', 'last_error', '', 'next_attempt_at', '', 'result', '', 'consumer', '',
-      'claim', '', 'idempotency_key', idem)
-    if ARGV[ab + 7] ~= '' then redis.call('HSET', hash, 'added_by', ARGV[ab + 7]) end
+      'state', 'queued'}
+    if idem ~= '' then
+      record[#record + 1] = 'idempotency_key'
+      record[#record + 1] = idem
+    end
+    if ARGV[ab + 7] ~= '' then
+      record[#record + 1] = 'added_by'
+      record[#record + 1] = ARGV[ab + 7]
+    end
+    redis.call('HSET', hash, unpack(record))
     redis.call('RPUSH', queue, id)
     redis.call('SADD', active, dedup)
     redis.call('HSET', dedup_index, dedup, id)

@@ -100,3 +100,22 @@ async def test_batch_answers_each_event_and_dedups_inside_the_batch(queue: Event
 
 async def test_empty_batch_does_nothing(queue: EventQueue) -> None:
     assert await queue.enqueue_many([]) == []
+
+
+async def test_a_new_record_holds_only_fields_with_a_value(queue: EventQueue) -> None:
+    plain = await queue.enqueue(NewEvent(account_id="DU1", exec_command=ExecCommand.REBALANCE,
+                                         data={"order_type": "MKT"}))
+    keyed = await queue.enqueue(NewEvent(account_id="DU2", exec_command=ExecCommand.REBALANCE),
+                                idempotency_key="webhook:m1", added_by="10.0.0.7")
+    base = {"event_id", "account_id", "exec_command", "dedup_key", "times_queued", "created_at",
+            "updated_at", "data", "state"}
+    stored = await queue.redis.hgetall(queue.keys.event(plain.event_id))
+    assert set(stored) == base  # no empty last_error, consumer, claim, result ...
+    assert "" not in stored.values()
+    stored = await queue.redis.hgetall(queue.keys.event(keyed.event_id))
+    assert set(stored) == base | {"idempotency_key", "added_by"}
+    event = await queue.get(plain.event_id)
+    assert event is not None
+    assert (event.last_error, event.consumer, event.claim_token, event.result) == (
+        None, None, None, None)
+    assert event.data == {"order_type": "MKT"} and event.malformed is None
