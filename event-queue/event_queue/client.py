@@ -799,37 +799,33 @@ class EventQueue:
         counts, without a scan, in one round trip; with ``alive_within`` (seconds), also the
         processors whose last heartbeat is at most that old (``QueueStats.processors``)."""
         k = self.keys
-        raw = json.loads(
-            await self._run(
-                "stats",
-                [k.queue, k.processing, k.retry_wait, k.active_events, k.requeued, k.events_all,
-                 k.dedup_index, k.finished, k.processors, k.processor_info],
-                [max(1, sample_size), k.event(""),
-                 "" if alive_within is None else _ms(alive_within)],
-            )
+        (memory_used, memory_limit, queue_length, processing, retry_waiting, active, requeued,
+         total, dedup_index, finished, oldest_id, sample, flat, processors, now_ms) = await self._run(
+            "stats",
+            [k.queue, k.processing, k.retry_wait, k.active_events, k.requeued, k.events_all,
+             k.dedup_index, k.finished, k.processors, k.processor_info],
+            [max(1, sample_size), k.event(""), "" if alive_within is None else _ms(alive_within)],
         )
-        now_ms = int(raw["now_ms"])
-        now = ms_to_datetime(now_ms)
-        summaries = {event_id: summarize_record(event_id, *fields)
-                     for event_id, fields in raw["records"].items() if event_id}
-        oldest = summaries.get(raw["oldest_waiting"]) if raw["oldest_waiting"] else None
+        now = ms_to_datetime(int(now_ms))
+        summaries = {flat[i]: summarize_record(*flat[i:i + 7]) for i in range(0, len(flat), 7)}
+        oldest = summaries.get(oldest_id) if oldest_id else None
         age = (now - oldest.created_at).total_seconds() if oldest and oldest.created_at else None
         return QueueStats(
-            queue_length=int(raw["queue_length"]),
-            processing=int(raw["processing"]),
-            retry_waiting=int(raw["retry_waiting"]),
-            active_events=int(raw["active_events"]),
-            events_requeued=int(raw["requeued"]),
-            total_events=int(raw["total"]),
+            queue_length=int(queue_length),
+            processing=int(processing),
+            retry_waiting=int(retry_waiting),
+            active_events=int(active),
+            events_requeued=int(requeued),
+            total_events=int(total),
             oldest_event=oldest,
             oldest_event_age_seconds=max(0.0, age) if age is not None else None,
-            requeued_sample=[summaries[i] for i in raw["requeued_sample"] if i in summaries],
+            requeued_sample=[summaries[i] for i in sample if i in summaries],
             redis_time=now,
-            memory_used_bytes=int(raw["memory_used"]),
-            memory_limit_bytes=int(raw["memory_limit"]),
-            dedup_index_size=int(raw["dedup_index"]),
-            finished_events=int(raw["finished"]),
-            processors=[_processor(now_ms, *p) for p in raw["processors"] if p],
+            memory_used_bytes=int(memory_used),
+            memory_limit_bytes=int(memory_limit),
+            dedup_index_size=int(dedup_index),
+            finished_events=int(finished),
+            processors=[_processor(int(now_ms), *p) for p in processors],
         )
 
     @_translate_errors
