@@ -20,6 +20,7 @@ ARGUMENTS: list[tuple[Any, ...]] = [
     (b"CLIENT SETNAME", "bench"),
     ("SET", "k", memoryview(b"viewed")),
     ("SET", "", ""),
+    ("ZADD", "k", 1e20, "a", 1.5e-10, "b", -0.0, "c", float("inf"), "d", 1 / 3, "e", -(2**63)),
 ]
 
 
