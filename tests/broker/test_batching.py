@@ -37,8 +37,9 @@ def event(account: str) -> NewEvent:
     return NewEvent(account_id=account, exec_command=ExecCommand.REBALANCE)
 
 
-def batcher(fake: GatedQueue, *, max_size: int = 10, deadline: float = 2.0) -> EnqueueBatcher:
-    return EnqueueBatcher(cast(EventQueue, fake), max_size=max_size, concurrency=1,
+def batcher(fake: GatedQueue, *, max_size: int = 10, deadline: float = 2.0,
+            concurrency: int = 1) -> EnqueueBatcher:
+    return EnqueueBatcher(cast(EventQueue, fake), max_size=max_size, concurrency=concurrency,
                           deadline=deadline)
 
 
@@ -55,6 +56,24 @@ async def test_requests_arriving_during_a_call_leave_together_next() -> None:
 
     assert fake.calls == [["A0"], ["B0", "B1", "B2", "B3", "B4"]]
     assert [r.event_id for r in results] == ["id-A0"] + [f"id-B{i}" for i in range(5)]
+
+
+async def test_with_three_calls_allowed_new_batches_leave_while_others_wait() -> None:
+    # BATCH_CONCURRENCY=3: a batch leaves while earlier ones wait for Redis (and its fsync);
+    # only when three are in flight do new requests wait, then leave together.
+    fake = GatedQueue()
+    subject = batcher(fake, concurrency=3)
+    tasks = []
+    for group, size in (("A", 1), ("B", 5), ("C", 3), ("D", 2)):
+        tasks += [asyncio.create_task(subject.enqueue(event(f"{group}{i}"), idempotency_key=None))
+                  for i in range(size)]
+        await asyncio.sleep(0.01)
+    assert fake.calls == [["A0"], [f"B{i}" for i in range(5)], ["C0", "C1", "C2"]]
+    fake.gate.set()
+    results = await asyncio.gather(*tasks)
+
+    assert fake.calls[3] == ["D0", "D1"] and len(fake.calls) == 4
+    assert [r.event_id for r in results][-2:] == ["id-D0", "id-D1"]
 
 
 async def test_batches_are_bounded() -> None:
