@@ -5,6 +5,11 @@ pending as one script call (one round trip, one AOF fsync), and when that call r
 piled up meanwhile. At most ``concurrency`` calls are in flight, each of at most ``max_size`` events.
 An idle broker therefore sends a lone event at once; a busy one sends bigger batches.
 
+More than one call goes out only while Redis answers: until a call succeeds (at start, and after
+any call found Redis unavailable) one call at a time is sent. redis-py opens a pool's connections
+one after another, so calls that each needed a new connection to a hung Redis would time out one
+after another, and the last waiting request would get its 503 only after several timeouts.
+
 A request whose batch has left gets that batch's exact outcome, never a guess: the Redis
 client's own timeout bounds the call, and a request is never answered 503 while its event may be
 queued. A request still waiting to leave is failed (and never sent) only when no batch has made
@@ -60,6 +65,7 @@ class EnqueueBatcher:
         self._tasks: set[asyncio.Task[None]] = set()  # strong references to running tasks
         self._watchdog: asyncio.Task[None] | None = None
         self._progress = time.monotonic()  # when a batch last left or came back
+        self._answering = False  # the last call that ended had an answer from Redis
 
     async def enqueue(self, event: NewEvent, *, idempotency_key: str | None) -> EnqueueResult:
         """Enqueue one event with the next batch; raise QueueUnavailable on failure or timeout."""
@@ -68,7 +74,7 @@ class EnqueueBatcher:
         self._pending.append(_Pending(event, idempotency_key, future, time.monotonic()))
         if self._watchdog is None:
             self._watchdog = loop.create_task(self._watch())
-        if self._flushing < self._concurrency:
+        if self._flushing < (self._concurrency if self._answering else 1):
             self._flushing += 1
             self._spawn(self._flush())
         return await future
@@ -106,6 +112,7 @@ class EnqueueBatcher:
             )
             answers = list(zip(batch, results, strict=True))
         except (QueueUnavailable, RedisError) as exc:  # RedisError: e.g. OOM, READONLY replica
+            self._answering = False
             unavailable = exc if isinstance(exc, QueueUnavailable) else QueueUnavailable(
                 type(exc).__name__)
             # Redis was just seen unavailable: those waiting behind this batch (none of them
@@ -115,6 +122,7 @@ class EnqueueBatcher:
         except Exception as exc:  # a bug: each caller sees it, later batches still go out
             _fail(batch, exc)
             return
+        self._answering = True
         for item, result in answers:
             if not item.future.done():
                 item.future.set_result(result)

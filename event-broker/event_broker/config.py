@@ -74,7 +74,7 @@ class BrokerSettings(BaseSettings):
 
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=256, le=1024 * 1024)
     batch_max_size: int = Field(default=128, ge=1, le=1000)
-    batch_concurrency: int = Field(default=1, ge=1, le=16)
+    batch_concurrency: int = Field(default=2, ge=1, le=16)
 
     @classmethod
     def settings_customise_sources(

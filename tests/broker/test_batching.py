@@ -59,21 +59,61 @@ async def test_requests_arriving_during_a_call_leave_together_next() -> None:
 
 
 async def test_with_three_calls_allowed_new_batches_leave_while_others_wait() -> None:
-    # BATCH_CONCURRENCY=3: a batch leaves while earlier ones wait for Redis (and its fsync);
-    # only when three are in flight do new requests wait, then leave together.
+    # BATCH_CONCURRENCY=3 while Redis answers: a batch leaves while earlier ones wait for Redis
+    # (and its fsync); only when three are in flight do new requests wait, then leave together.
     fake = GatedQueue()
     subject = batcher(fake, concurrency=3)
+    fake.gate.set()
+    await subject.enqueue(event("W0"), idempotency_key=None)  # Redis has answered
+    fake.gate.clear()
     tasks = []
     for group, size in (("A", 1), ("B", 5), ("C", 3), ("D", 2)):
         tasks += [asyncio.create_task(subject.enqueue(event(f"{group}{i}"), idempotency_key=None))
                   for i in range(size)]
         await asyncio.sleep(0.01)
-    assert fake.calls == [["A0"], [f"B{i}" for i in range(5)], ["C0", "C1", "C2"]]
+    assert fake.calls[1:] == [["A0"], [f"B{i}" for i in range(5)], ["C0", "C1", "C2"]]
     fake.gate.set()
     results = await asyncio.gather(*tasks)
 
-    assert fake.calls[3] == ["D0", "D1"] and len(fake.calls) == 4
+    assert fake.calls[4] == ["D0", "D1"] and len(fake.calls) == 5
     assert [r.event_id for r in results][-2:] == ["id-D0", "id-D1"]
+
+
+async def one_at_a_time(fake: GatedQueue, subject: EnqueueBatcher, name: str) -> None:
+    """A call leaves alone, the requests behind it wait for it, then leave together."""
+    before = len(fake.calls)
+    fake.gate.clear()
+    first = asyncio.create_task(subject.enqueue(event(f"{name}0"), idempotency_key=None))
+    await asyncio.sleep(0.01)
+    rest = [asyncio.create_task(subject.enqueue(event(f"{name}{i}"), idempotency_key=None))
+            for i in range(1, 4)]
+    await asyncio.sleep(0.01)
+    assert fake.calls[before:] == [[f"{name}0"]]  # nothing else left while it waits
+    fake.gate.set()
+    await asyncio.gather(first, *rest, return_exceptions=True)
+    assert fake.calls[before + 1:] == [[f"{name}{i}" for i in range(1, 4)]]
+
+
+async def test_until_redis_answers_one_call_at_a_time_goes_out() -> None:
+    # redis-py opens a pool's connections one after another: several calls each opening one to
+    # a hung Redis would time out in turn. So a second call only leaves while Redis answers: not
+    # before the first answer, and not again after a call found it unavailable.
+    fake = GatedQueue()
+    subject = batcher(fake, concurrency=3)
+    await one_at_a_time(fake, subject, "A")  # at start
+    fake.fail_next = QueueUnavailable("TimeoutError")
+    with pytest.raises(QueueUnavailable):
+        await subject.enqueue(event("X0"), idempotency_key=None)  # Redis found unavailable
+    await one_at_a_time(fake, subject, "C")  # one at a time again
+    # Redis answered again: three calls may be in flight.
+    fake.gate.clear()
+    tasks = []
+    for i in range(2):
+        tasks.append(asyncio.create_task(subject.enqueue(event(f"D{i}"), idempotency_key=None)))
+        await asyncio.sleep(0.01)
+    assert fake.calls[-2:] == [["D0"], ["D1"]]  # D1 left while D0 waited
+    fake.gate.set()
+    await asyncio.gather(*tasks)
 
 
 async def test_batches_are_bounded() -> None:

@@ -63,13 +63,25 @@ async def test_stopped_redis_gives_503_then_recovers(
     assert kept.json()["event_id"] == before.json()["event_id"]
 
 
+@pytest.mark.parametrize("before", ["nothing", "ready", "webhooks"])
 async def test_hung_redis_gives_503_within_2_s_for_every_waiting_request(
-    own_redis: RedisServer, start_broker: Callable[..., BrokerServer]
+    own_redis: RedisServer, start_broker: Callable[..., BrokerServer], before: str
 ) -> None:
+    # Before Redis hangs, the broker has talked to it not at all (no connection), once (one
+    # connection), or through concurrent webhooks (enqueue calls in flight side by side, with
+    # the default BATCH_CONCURRENCY): the 2 s hold in each case.
     server = start_broker(redis_url=own_redis.url)
     body = event_body(command="cancel-orders")
+    warmed: list[str] = []
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-        await http.get("/health/ready")  # open a connection before Redis hangs
+        if before == "ready":
+            await http.get("/health/ready")
+        elif before == "webhooks":
+            warm = await asyncio.gather(*(
+                http.post("/events", content=event_body(command=c), headers=bearer())
+                for c in ("rebalance", "print-positions", "print-equity", "print-orders")))
+            assert [r.status_code for r in warm] == [202] * 4
+            warmed = [r.json()["event_id"] for r in warm]
         assert own_redis.process is not None
         own_redis.process.send_signal(signal.SIGSTOP)
         try:
@@ -85,7 +97,9 @@ async def test_hung_redis_gives_503_within_2_s_for_every_waiting_request(
     assert resent.status_code in (200, 202)
     redis = aioredis.Redis.from_url(own_redis.url, decode_responses=True)
     try:
-        assert await redis.lrange(keys.QUEUE, 0, -1) == [resent.json()["event_id"]]
+        queued = await redis.lrange(keys.QUEUE, 0, -1)
+        assert sorted(queued[:-1]) == sorted(warmed)
+        assert queued[-1] == resent.json()["event_id"]
         await assert_consistent(redis)
     finally:
         await redis.aclose()
