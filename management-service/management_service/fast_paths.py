@@ -31,6 +31,7 @@ from management_service.errors import STATUS, error_body
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[bytes, bytes]]
+JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
 # The answer's maker takes the services, and the validated query when the path has one.
 Answer = Callable[..., Awaitable[tuple[int, bytes, Headers]]]
 
@@ -103,7 +104,7 @@ async def serve(path: FastPath, scope: Scope, receive: Receive, send: Send) -> b
             if known == 503:
                 log.warning("request failed: %s", exc, extra={"fields": {"path": scope["path"]}})
             status, body = known, json.dumps(error_body(exc), separators=(",", ":")).encode()
-        headers = [(b"content-type", b"application/json")]
+        headers = JSON_HEADERS
     try:
         await send({"type": "http.response.start", "status": status,
                     "headers": [*headers, (b"content-length", str(len(body)).encode())]})

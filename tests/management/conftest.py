@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from starlette.types import ASGIApp
 
 from event_queue import Event, EventQueue, ExecCommand, NewEvent
 from event_queue.redis_server import free_port
@@ -43,10 +44,11 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
 class ServerThread:
     """uvicorn serving one app in a background thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, app: ASGIApp | None = None) -> None:
+        """Serve the app built from ``settings``, or ``app`` (another way to serve it)."""
         self.port = free_port()
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, loop="uvloop",
+            app or create_app(settings), host="127.0.0.1", port=self.port, loop="uvloop",
             http="httptools", ws="none", lifespan="on", log_config=None, access_log=False,
         )
         self.server = uvicorn.Server(config)

@@ -4,21 +4,24 @@ valid or not. The reference is the same app served through FastAPI alone."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from event_queue import EventQueue, ExecCommand
-from event_queue.redis_server import free_port
 from management_service.app import create_app
-from tests.management.conftest import ACCOUNTS, READ_KEY, add, make_settings, requeue
+from tests.management.conftest import (
+    ACCOUNTS,
+    READ_KEY,
+    ServerThread,
+    add,
+    make_settings,
+    requeue,
+)
 
 QUERIES = [
     "", "limit=2", "limit=2&offset=1", "offset=2", "state=queued", "state=retry_wait",
@@ -31,30 +34,6 @@ QUERIES = [
 ]
 
 
-class Served:
-    """uvicorn serving an ASGI callable in a thread (as the services' own fixture does)."""
-
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, loop="uvloop", http="httptools", ws="none",
-            lifespan="on", log_config=None, access_log=False))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "did not start"
-            time.sleep(0.01)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture
 def two_ways(redis_url: str, accounts_file: Path) -> Iterator[tuple[str, str]]:
     """The service as shipped, and the same service with every request through FastAPI."""
@@ -65,7 +44,7 @@ def two_ways(redis_url: str, accounts_file: Path) -> Iterator[tuple[str, str]]:
     async def framework_only(scope: Scope, receive: Receive, send: Send) -> None:
         await FastAPI.__call__(app, scope, receive, send)
 
-    servers = [Served(create_app(settings)), Served(framework_only)]
+    servers = [ServerThread(settings).start(), ServerThread(settings, app=framework_only).start()]
     try:
         yield servers[0].url, servers[1].url
     finally:

@@ -13,7 +13,7 @@ from event_queue.events import ACCOUNT_ID_REGEX
 from event_queue.requests import EventRequest
 from management_service.bodies import StrictJsonRoute
 from management_service.deps import READ_ACCESS, ManagerDep, OperatorDep, Services, ServicesDep
-from management_service.fast_paths import Headers, as_response
+from management_service.fast_paths import JSON_HEADERS, Headers, as_response
 from management_service.queue_manager import EventFilters
 from management_service.schemas import (
     NEEDS_KEY,
@@ -28,8 +28,6 @@ from management_service.schemas import (
     conflict,
     json_response,
 )
-
-_JSON: Headers = [(b"content-type", b"application/json")]
 
 router = APIRouter(prefix="/queue/events", tags=["events"], dependencies=[READ_ACCESS],
                    route_class=StrictJsonRoute)
@@ -63,7 +61,7 @@ async def list_answer(services: Services, query: ListQuery) -> tuple[int, bytes,
                            exec_command=query.exec_command, limit=query.limit,
                            offset=query.offset)
     page = await services.manager.list_events(filters)
-    return 200, EventList.of(page).model_dump_json(by_alias=True).encode(), _JSON
+    return 200, EventList.of(page).model_dump_json(by_alias=True).encode(), JSON_HEADERS
 
 
 @router.get("/{event_id}", response_model=EventDetail, responses=NOT_FOUND | UNAVAILABLE)

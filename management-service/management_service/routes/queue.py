@@ -15,7 +15,7 @@ from event_queue import ExecCommand, HistoryQuery, Outcome
 from event_queue.events import ACCOUNT_ID_REGEX
 from management_service.bodies import StrictJsonRoute
 from management_service.deps import READ_ACCESS, ManagerDep, OperatorDep, Services, ServicesDep
-from management_service.fast_paths import Headers, as_response
+from management_service.fast_paths import JSON_HEADERS, Headers, as_response
 from management_service.schemas import (
     NEEDS_KEY,
     UNAVAILABLE,
@@ -26,8 +26,6 @@ from management_service.schemas import (
     RepairOut,
     RetentionOut,
 )
-
-_JSON: Headers = [(b"content-type", b"application/json")]
 
 router = APIRouter(prefix="/queue", tags=["queue"], dependencies=[READ_ACCESS],
                    route_class=StrictJsonRoute)
@@ -69,7 +67,7 @@ async def status_answer(services: Services) -> tuple[int, bytes, Headers]:
         finished_events=stats.finished_events,
         retention=RetentionOut.of(services.settings.retention),
     )
-    return 200, status.model_dump_json(by_alias=True).encode(), _JSON
+    return 200, status.model_dump_json(by_alias=True).encode(), JSON_HEADERS
 
 
 Cursor = Annotated[str | None, Query(min_length=1, max_length=512)]
