@@ -12,7 +12,7 @@ from event_queue.errors import (
     QueueError,
     QueueUnavailable,
 )
-from event_queue.events import Event, EventState, ExecCommand, NewEvent
+from event_queue.events import Event, EventState, ExecCommand, ListedEvent, NewEvent
 from event_queue.finished import (
     FinishedEvent,
     HistoryPage,
@@ -26,6 +26,7 @@ from event_queue.stats import (
     EnqueueResult,
     EventPage,
     EventSummary,
+    ListedPage,
     ProcessorInfo,
     QueueStats,
     RepairReport,
@@ -52,6 +53,8 @@ __all__ = [
     "InvalidResult",
     "Keys",
     "LeaseLost",
+    "ListedEvent",
+    "ListedPage",
     "NewEvent",
     "Outcome",
     "ProcessorInfo",

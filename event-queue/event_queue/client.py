@@ -34,11 +34,14 @@ from event_queue.errors import (
     QueueUnavailable,
 )
 from event_queue.events import (
+    LISTED_FIELDS,
     Event,
     EventState,
+    ListedEvent,
     NewEvent,
     datetime_to_ms,
     decode_event,
+    decode_listed,
     encode_json,
     encode_result,
     ms_to_datetime,
@@ -60,6 +63,7 @@ from event_queue.migration import migrate_legacy_keys
 from event_queue.stats import (
     EnqueueResult,
     EventPage,
+    ListedPage,
     LockRenewal,
     ProcessorInfo,
     QueueStats,
@@ -77,6 +81,8 @@ _MIGRATE_BATCH = 500
 DEFAULT_IDEMPOTENCY_SECONDS = 24 * 3600
 DEFAULT_OPERATION_MARKER_SECONDS = 600.0
 _PAGE_SCAN = 500
+# What a listing reads each record as: the whole Event, or what a listing shows of it.
+_Read = TypeVar("_Read", Event, ListedEvent)
 
 
 # Errors with which Redis refuses a command before running it: the command changed nothing, so the
@@ -743,29 +749,63 @@ class EventQueue:
         most one live event per command, so account filters read a handful of records. A state *and*
         command filter without an account walks the smaller of the two (callers may cap it).
         """
+        events, total = await self._list(decode_event, state, account_id, exec_command,
+                                         limit, offset)
+        return EventPage(events, total, limit, offset)
+
+    @_translate_errors
+    async def listing(
+        self,
+        *,
+        state: EventState | None = None,
+        account_id: str | None = None,
+        exec_command: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> ListedPage:
+        """:meth:`list`, each event read as a listing shows it (:class:`ListedEvent`: no data,
+        result or timeline), which for a page of 100 takes a fraction of the time."""
+        events, total = await self._list(decode_listed, state, account_id, exec_command,
+                                         limit, offset)
+        return ListedPage(events, total, limit, offset)
+
+    async def _list(
+        self,
+        decode: Callable[[str, dict[str, str]], _Read],
+        state: EventState | None,
+        account_id: str | None,
+        exec_command: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[builtins.list[_Read], int]:
+        """The events of the page, each read by ``decode``, and how many match the filters."""
         if account_id is not None:
             ids = await self.redis.zrange(self.keys.by_account(account_id), 0, -1)
-            matching = [e for e in await self._fetch(ids) if _matches(e, state, exec_command)]
-            return EventPage(matching[offset:offset + limit], len(matching), limit, offset)
+            matching = [e for e in await self._fetch(ids, decode)
+                        if _matches(e, state, exec_command)]
+            return matching[offset:offset + limit], len(matching)
         if state is not None and exec_command is not None:
-            return await self._walk_command(state, exec_command, limit=limit, offset=offset)
+            return await self._walk_command(decode, state, exec_command, limit=limit,
+                                            offset=offset)
         if state is not None:
             index = self._area(state)
         else:
             index = self.keys.by_command(exec_command) if exec_command else self.keys.events_all
+        read: tuple[str, ...] = LISTED_FIELDS if decode is decode_listed else ()  # () all
         raw = await self._run("page_records", [index],
-                              [offset, offset + limit - 1, self.keys.event("")])
-        events = [_decode_flat(str(event_id), flat)
+                              [offset, offset + limit - 1, self.keys.event(""), *read])
+        events = [decode(str(event_id), _fields(flat))
                   for event_id, flat in zip(raw[1::2], raw[2::2], strict=True) if flat]
-        return EventPage(events, int(raw[0]), limit, offset)
+        return events, int(raw[0])
 
     async def _page(self, index: str, start: int, stop: int) -> tuple[int, builtins.list[str]]:
         raw = await self._run("page", [index], [start, stop])
         return int(raw[0]), [str(i) for i in raw[1:]]
 
     async def _walk_command(
-        self, state: EventState, exec_command: str, *, limit: int, offset: int
-    ) -> EventPage:
+        self, decode: Callable[[str, dict[str, str]], _Read], state: EventState,
+        exec_command: str, *, limit: int, offset: int
+    ) -> tuple[builtins.list[_Read], int]:
         """Both filters without an account: walk the smaller of the state's area and the
         command's index, filtering on the other field. Cost O(min of the two sizes)."""
         area, by_command = self._area(state), self.keys.by_command(exec_command)
@@ -773,24 +813,27 @@ class EventQueue:
         command_size, _ = await self._page(by_command, 0, 0)
         index = area if area_size <= command_size else by_command
         start = 0
-        matching: builtins.list[Event] = []
+        matching: builtins.list[_Read] = []
         while True:
             _, ids = await self._page(index, start, start + _PAGE_SCAN - 1)
             if not ids:
                 break
-            matching += [e for e in await self._fetch(ids) if _matches(e, state, exec_command)]
+            matching += [e for e in await self._fetch(ids, decode)
+                         if _matches(e, state, exec_command)]
             start += _PAGE_SCAN
-        return EventPage(matching[offset:offset + limit], len(matching), limit, offset)
+        return matching[offset:offset + limit], len(matching)
 
-    async def _fetch(self, wanted: Iterable[str]) -> builtins.list[Event]:
+    async def _fetch(
+        self, wanted: Iterable[str], decode: Callable[[str, dict[str, str]], _Read]
+    ) -> builtins.list[_Read]:
         ids = builtins.list(wanted)
-        events: builtins.list[Event] = []
+        events: builtins.list[_Read] = []
         for start in range(0, len(ids), _PAGE_SCAN):
             chunk = ids[start:start + _PAGE_SCAN]
             records = await self._run("fetch", [self.keys.event(i) for i in chunk], [])
             for event_id, flat in zip(chunk, records, strict=True):
                 if flat:
-                    events.append(_decode_flat(event_id, flat))
+                    events.append(decode(event_id, _fields(flat)))
         return events
 
     @_translate_errors
@@ -957,15 +1000,21 @@ def new_claim_token() -> str:
     return uuid.uuid4().hex
 
 
-def _matches(event: Event, state: EventState | None, exec_command: str | None) -> bool:
+def _matches(event: Event | ListedEvent, state: EventState | None,
+             exec_command: str | None) -> bool:
     return (state is None or event.state is state) and (
         exec_command is None or event.exec_command == exec_command
     )
 
 
+def _fields(flat: Sequence[str]) -> dict[str, str]:
+    """A record read as a flat field/value list (HGETALL in a script), as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 def _decode_flat(event_id: str, flat: Sequence[str]) -> Event:
-    """:func:`decode_event` of a record read as a flat field/value list (HGETALL in a script)."""
-    return decode_event(event_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+    """:func:`decode_event` of a record read as a flat field/value list."""
+    return decode_event(event_id, _fields(flat))
 
 
 def _processor(now_ms: int, consumer_id: str, last_ms: str, info: str) -> ProcessorInfo:

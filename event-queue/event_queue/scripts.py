@@ -794,12 +794,13 @@ PAGE_RECORDS: Final = r"""
 -- (read only): a listing in one round trip.
 -- KEYS[1] the list or sorted set   ARGV[1] start   ARGV[2] stop
 -- ARGV[3] an event hash's key name without the id (the records are named from it, under the
--- same hash tag as KEYS[1])
--- Returns {size, id1, fields1, id2, fields2, ...}; fields: the record's flat field/value list
--- (empty for an id without a record).
+-- same hash tag as KEYS[1])  ARGV[4...] the fields to read (none: all of them)
+-- Returns {size, id1, fields1, id2, fields2, ...}; fields: the record's flat field/value list,
+-- of the fields it has (empty for an id without a record).
 local kind = redis.call('TYPE', KEYS[1])['ok']
 local start, stop = int_arg(ARGV[1], 'start'), int_arg(ARGV[2], 'stop')
 local prefix = ARGV[3]
+local wanted = {unpack(ARGV, 4)}
 if not prefix or prefix == '' then error('page_records: no event key name') end
 local ids, out
 if kind == 'list' then
@@ -811,7 +812,19 @@ else
 end
 for _, id in ipairs(ids) do
   out[#out + 1] = id
-  out[#out + 1] = redis.call('HGETALL', prefix .. id)
+  if #wanted == 0 then
+    out[#out + 1] = redis.call('HGETALL', prefix .. id)
+  else
+    local values = redis.call('HMGET', prefix .. id, unpack(wanted))
+    local flat = {}
+    for i, name in ipairs(wanted) do
+      if values[i] then
+        flat[#flat + 1] = name
+        flat[#flat + 1] = values[i]
+      end
+    end
+    out[#out + 1] = flat
+  end
 end
 return out
 """

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from event_queue.events import Event, EventState, ms_to_datetime
+from event_queue.events import Event, EventState, ListedEvent, ms_to_datetime
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,17 @@ class EventPage:
     """One page of a listing and the number of events matching the filters."""
 
     events: list[Event]
+    total: int
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class ListedPage:
+    """One page of a listing as ``GET /queue/events`` shows it, and the number of events
+    matching the filters."""
+
+    events: list[ListedEvent]
     total: int
     limit: int
     offset: int

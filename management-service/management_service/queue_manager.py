@@ -12,13 +12,13 @@ from typing import Any
 
 from event_queue import (
     Event,
-    EventPage,
     EventQueue,
     EventState,
     ExecCommand,
     FinishedEvent,
     HistoryPage,
     HistoryQuery,
+    ListedPage,
     QueueError,
     QueueUnavailable,
     RepairReport,
@@ -78,18 +78,19 @@ class QueueManager:
         return await observe(self.queue, window_seconds=window_seconds,
                              sample_size=sample_size, timeout=timeout)
 
-    async def list_events(self, filters: EventFilters) -> EventPage:
-        """A page of events, oldest first (see :meth:`_by_state_and_command` for one exception)."""
+    async def list_events(self, filters: EventFilters) -> ListedPage:
+        """A page of events as a listing shows them, oldest first (see
+        :meth:`_by_state_and_command` for one exception)."""
         command = filters.exec_command.value if filters.exec_command else None
         if filters.state and command and not filters.account_id:
             return await self._by_state_and_command(filters.state, command, filters)
-        return await self.queue.list(state=filters.state, account_id=filters.account_id,
-                                     exec_command=command, limit=filters.limit,
-                                     offset=filters.offset)
+        return await self.queue.listing(state=filters.state, account_id=filters.account_id,
+                                        exec_command=command, limit=filters.limit,
+                                        offset=filters.offset)
 
     async def _by_state_and_command(
         self, state: EventState, command: str, filters: EventFilters
-    ) -> EventPage:
+    ) -> ListedPage:
         """Walk the state's own area (small for processing and retry_wait), never the queue.
 
         The client would walk the command's index, reading every event of that command; this
@@ -100,10 +101,10 @@ class QueueManager:
                 EventState.RETRY_WAIT: stats.retry_waiting}[state]
         if size > MAX_READ:
             raise FilterTooBroad(state.value, size, MAX_READ)
-        area = await self.queue.list(state=state, limit=MAX_READ, offset=0)
+        area = await self.queue.listing(state=state, limit=MAX_READ, offset=0)
         matching = [e for e in area.events if e.exec_command == command]
         window = matching[filters.offset:filters.offset + filters.limit]
-        return EventPage(window, len(matching), filters.limit, filters.offset)
+        return ListedPage(window, len(matching), filters.limit, filters.offset)
 
     async def get_event(self, event_id: str) -> Event | FinishedEvent:
         """One event, live or finished (kept for the retention); raises EventNotFound."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from event_queue import EventQueue, ExecCommand, NewEvent
+from event_queue import EventQueue, EventState, ExecCommand, ListedEvent, ListedPage, NewEvent
+from management_service.schemas import EventList
 from tests.management.conftest import ACCOUNTS, API_KEY, DISABLED_ACCOUNT, add, claim, requeue
 from tests.refused_data import REFUSED_CASES, REFUSED_IDS
 
@@ -246,3 +249,24 @@ async def test_state_and_command_filter_never_walks_a_large_queue(
                            params={"state": "queued", "exec_command": "print-orders"})
     assert broad.status_code == 422
     assert "exec_command alone" in broad.json()["detail"]
+
+
+_TIMES = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                      timezones=st.just(UTC))
+_LISTED = st.builds(
+    ListedEvent,
+    event_id=st.text(), account_id=st.text(), exec_command=st.text(), dedup_key=st.text(),
+    times_queued=st.integers(min_value=-2**63, max_value=2**64 - 1)
+    | st.integers(min_value=2**64, max_value=2**70),
+    state=st.sampled_from(EventState), created_at=_TIMES | _TIMES.map(
+        lambda t: t.replace(microsecond=0)),
+    last_error=st.none() | st.text(), next_attempt_at=st.none() | _TIMES,
+    consumer=st.none() | st.text(), malformed=st.none() | st.text())
+
+
+@settings(max_examples=300)
+@given(events=st.lists(_LISTED, max_size=4), total=st.integers(0, 10**9))
+def test_a_listing_page_is_written_byte_for_byte_as_its_documented_model(
+        events: list[ListedEvent], total: int) -> None:
+    page = ListedPage(events, total, 100, 0)
+    assert EventList.json_of(page) == EventList.of(page).model_dump_json(by_alias=True).encode()

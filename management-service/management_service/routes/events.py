@@ -61,7 +61,7 @@ async def list_answer(services: Services, query: ListQuery) -> tuple[int, bytes,
                            exec_command=query.exec_command, limit=query.limit,
                            offset=query.offset)
     page = await services.manager.list_events(filters)
-    return 200, EventList.of(page).model_dump_json(by_alias=True).encode(), JSON_HEADERS
+    return 200, EventList.json_of(page), JSON_HEADERS
 
 
 @router.get("/{event_id}", response_model=EventDetail, responses=NOT_FOUND | UNAVAILABLE)

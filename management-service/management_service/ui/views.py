@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from event_queue import Event, EventPage, FinishedEvent
+from event_queue import Event, FinishedEvent, ListedEvent, ListedPage
 from event_queue.timeline import Step
 from management_service.health import Observation
 from management_service.schemas import HealthOut
@@ -31,13 +31,13 @@ class Overview:
     oldest_age: float | None
     checks: list[Check]
     processors: list[dict[str, Any]]
-    waiting: list[Event]
-    running: list[Event]
+    waiting: list[ListedEvent]
+    running: list[ListedEvent]
     redis_time: datetime
 
 
-def overview(seen: Observation, report: HealthOut, waiting: EventPage,
-             running: EventPage) -> Overview:
+def overview(seen: Observation, report: HealthOut, waiting: ListedPage,
+             running: ListedPage) -> Overview:
     """The overview from one observation, its health report and the two listings."""
     stats = seen.stats
     checks = [
