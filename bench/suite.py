@@ -16,6 +16,8 @@ Figures (issue 14's table):
   management    p50 of /health, /queue/status (÷ a bare GET with one Redis call)  goal ≤ 1.1
                 p50 of /queue/events?limit=100 (÷ the same peer)                  goal ≤ 1.3
                 p50 with 100,000 events ÷ with 10 (100 for the listing)           goal ≤ 1.2
+                breakdown: µs per request beyond the peer's in the Redis script, the
+                rest of Redis's CPU and the service's CPU
   claim         Redis round trips to claim one event and take its account          goal ≤ 2
   memory        Redis bytes per queued ~300-byte event (÷ a plain list + set)      goal ≤ 615 B
   enqueue       one sequential client's enqueue rate ÷ RQ's                        goal ≥ 3
