@@ -791,9 +791,8 @@ class EventQueue:
             index = self._area(state)
         else:
             index = self.keys.by_command(exec_command) if exec_command else self.keys.events_all
-        read: tuple[str, ...] = LISTED_FIELDS if decode is decode_listed else ()  # () all
         raw = await self._run("page_records", [index],
-                              [offset, offset + limit - 1, self.keys.event(""), *read])
+                              [offset, offset + limit - 1, self.keys.event(""), *_reads(decode)])
         events = [decode(str(event_id), _fields(flat))
                   for event_id, flat in zip(raw[1::2], raw[2::2], strict=True) if flat]
         return events, int(raw[0])
@@ -830,7 +829,8 @@ class EventQueue:
         events: builtins.list[_Read] = []
         for start in range(0, len(ids), _PAGE_SCAN):
             chunk = ids[start:start + _PAGE_SCAN]
-            records = await self._run("fetch", [self.keys.event(i) for i in chunk], [])
+            records = await self._run("fetch", [self.keys.event(i) for i in chunk],
+                                      _reads(decode))
             for event_id, flat in zip(chunk, records, strict=True):
                 if flat:
                     events.append(decode(event_id, _fields(flat)))
@@ -1005,6 +1005,11 @@ def _matches(event: Event | ListedEvent, state: EventState | None,
     return (state is None or event.state is state) and (
         exec_command is None or event.exec_command == exec_command
     )
+
+
+def _reads(decode: Callable[[str, dict[str, str]], Any]) -> tuple[str, ...]:
+    """The record fields ``decode`` needs; () for all of them."""
+    return LISTED_FIELDS if decode is decode_listed else ()
 
 
 def _fields(flat: Sequence[str]) -> dict[str, str]:

@@ -124,6 +124,21 @@ local function json_ok(text)
   return ok and finite(value, 0)
 end
 
+-- A record as a flat field/value list: every field, or only those of `wanted` it has (a list
+-- of names; empty: every field). Empty for a missing record.
+local function read_record(key, wanted)
+  if #wanted == 0 then return redis.call('HGETALL', key) end
+  local values = redis.call('HMGET', key, unpack(wanted))
+  local flat = {}
+  for i, name in ipairs(wanted) do
+    if values[i] then
+      flat[#flat + 1] = name
+      flat[#flat + 1] = values[i]
+    end
+  end
+  return flat
+end
+
 local function int_arg(value, name)
   local n = tonumber(value)
   if not n or n ~= math.floor(n) then error('bad argument ' .. name .. ': ' .. tostring(value)) end
@@ -812,29 +827,17 @@ else
 end
 for _, id in ipairs(ids) do
   out[#out + 1] = id
-  if #wanted == 0 then
-    out[#out + 1] = redis.call('HGETALL', prefix .. id)
-  else
-    local values = redis.call('HMGET', prefix .. id, unpack(wanted))
-    local flat = {}
-    for i, name in ipairs(wanted) do
-      if values[i] then
-        flat[#flat + 1] = name
-        flat[#flat + 1] = values[i]
-      end
-    end
-    out[#out + 1] = flat
-  end
+  out[#out + 1] = read_record(prefix .. id, wanted)
 end
 return out
 """
 
 FETCH: Final = r"""
 -- Read several event records at one instant (read only); a cluster runs it on one node.
--- KEYS[i] the hash of event i
--- Returns one flat field/value list per key (empty for a missing record).
+-- KEYS[i] the hash of event i   ARGV the fields to read (none: all of them)
+-- Returns one flat field/value list per key, of the fields it has (empty for a missing record).
 local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('HGETALL', key) end
+for i, key in ipairs(KEYS) do out[i] = read_record(key, ARGV) end
 return out
 """
 

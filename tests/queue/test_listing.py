@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from event_queue import EventQueue, EventState, ExecCommand, ListedEvent, NewEvent
+from event_queue import EventQueue, EventState, ExecCommand, ListedEvent, NewEvent, scripts
 from event_queue.events import LISTED_FIELDS, decode_event, decode_listed
 
 _JSON = st.recursive(
@@ -113,3 +113,25 @@ async def test_listing_gives_the_events_of_list_for_every_filter(
     assert everything.total == 12
     assert sum(e.malformed is not None for e in everything.events) == 1
     assert {e.state for e in everything.events} == set(EventState)
+
+
+async def test_a_listing_asks_redis_only_for_the_fields_it_shows(
+    queue: EventQueue, redis_client: aioredis.Redis
+) -> None:
+    """A failing event's timeline (up to 8 KB) is not read for a listing, by either script that
+    reads records for it (a page, or the records of an account or of an area walked)."""
+    for n in range(3):
+        await queue.enqueue(NewEvent(account_id=f"DU{n}", exec_command=ExecCommand.REBALANCE))
+    ids = [e.event_id for e in (await queue.list()).events]
+    await redis_client.hset(queue.keys.event(ids[0]), "steps", "x" * 8000)
+    page = await redis_client.eval(scripts.source("page_records"), 1, queue.keys.events_all, 0, 9,
+                                   queue.keys.event(""), *LISTED_FIELDS)
+    fetched = await redis_client.eval(scripts.source("fetch"), 2, queue.keys.event(ids[0]),
+                                      queue.keys.event("missing"), *LISTED_FIELDS)
+    records = [*page[2::2], *fetched]
+    read = {name for flat in records for name in flat[::2]}
+    assert read <= set(LISTED_FIELDS)
+    assert {"account_id", "exec_command", "created_at", "state"} <= read
+    assert fetched[1] == []  # no record: nothing
+    whole = await redis_client.eval(scripts.source("fetch"), 1, queue.keys.event(ids[0]))
+    assert "steps" in whole[0][::2]  # asked for nothing in particular: every field
