@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar, Unpack, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -83,6 +83,18 @@ DEFAULT_OPERATION_MARKER_SECONDS = 600.0
 _PAGE_SCAN = 500
 # What a listing reads each record as: the whole Event, or what a listing shows of it.
 _Read = TypeVar("_Read", Event, ListedEvent)
+
+
+class ListFilters(TypedDict, total=False):
+    """A listing's filters and page (:meth:`EventQueue.list`, :meth:`EventQueue.listing`):
+    ``state``, ``account_id`` and ``exec_command`` (default: any), ``limit`` (default 100) and
+    ``offset`` (default 0)."""
+
+    state: EventState | None
+    account_id: str | None
+    exec_command: str | None
+    limit: int
+    offset: int
 
 
 # Errors with which Redis refuses a command before running it: the command changed nothing, so the
@@ -733,43 +745,42 @@ class EventQueue:
     # -- reads ----------------------------------------------------------------------------------
 
     @_translate_errors
-    async def list(
-        self,
-        *,
-        state: EventState | None = None,
-        account_id: str | None = None,
-        exec_command: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> EventPage:
-        """A page of live events, oldest first, filtered by state, account and command.
+    async def list(self, **filters: Unpack[ListFilters]) -> EventPage:
+        """A page of live events, oldest first, filtered by state, account and command
+        (:class:`ListFilters`).
 
         Unfiltered, by state, or by command alone, a page costs O(log n + limit) and one round
         trip (the page and its records are read by one script). An account has at
         most one live event per command, so account filters read a handful of records. A state *and*
         command filter without an account walks the smaller of the two (callers may cap it).
         """
-        events, total = await self._list(decode_event, state, account_id, exec_command,
-                                         limit, offset)
+        events, total, limit, offset = await self._list(decode_event, **filters)
         return EventPage(events, total, limit, offset)
 
     @_translate_errors
-    async def listing(
+    async def listing(self, **filters: Unpack[ListFilters]) -> ListedPage:
+        """:meth:`list`, each event read as a listing shows it (:class:`ListedEvent`: no data,
+        result or timeline), which for a page of 100 takes a fraction of the time."""
+        events, total, limit, offset = await self._list(decode_listed, **filters)
+        return ListedPage(events, total, limit, offset)
+
+    async def _list(
         self,
+        decode: Callable[[str, dict[str, str]], _Read],
         *,
         state: EventState | None = None,
         account_id: str | None = None,
         exec_command: str | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> ListedPage:
-        """:meth:`list`, each event read as a listing shows it (:class:`ListedEvent`: no data,
-        result or timeline), which for a page of 100 takes a fraction of the time."""
-        events, total = await self._list(decode_listed, state, account_id, exec_command,
-                                         limit, offset)
-        return ListedPage(events, total, limit, offset)
+    ) -> tuple[builtins.list[_Read], int, int, int]:
+        """The events of the page, each read by ``decode``, how many match the filters, and the
+        page's limit and offset."""
+        events, total = await self._matching(decode, state, account_id, exec_command, limit,
+                                             offset)
+        return events, total, limit, offset
 
-    async def _list(
+    async def _matching(
         self,
         decode: Callable[[str, dict[str, str]], _Read],
         state: EventState | None,
@@ -778,7 +789,6 @@ class EventQueue:
         limit: int,
         offset: int,
     ) -> tuple[builtins.list[_Read], int]:
-        """The events of the page, each read by ``decode``, and how many match the filters."""
         if account_id is not None:
             ids = await self.redis.zrange(self.keys.by_account(account_id), 0, -1)
             matching = [e for e in await self._fetch(ids, decode)

@@ -124,7 +124,7 @@ async def test_a_listing_asks_redis_only_for_the_fields_it_shows(
         await queue.enqueue(NewEvent(account_id=f"DU{n}", exec_command=ExecCommand.REBALANCE))
     ids = [e.event_id for e in (await queue.list()).events]
     await redis_client.hset(queue.keys.event(ids[0]), "steps", "x" * 8000)
-    page = await redis_client.eval(scripts.source("page_records"), 1, queue.keys.events_all, 0, 9,
+    page = await redis_client.eval(scripts.source("page_records"), 1, queue.keys.events_all, "0", "9",
                                    queue.keys.event(""), *LISTED_FIELDS)
     fetched = await redis_client.eval(scripts.source("fetch"), 2, queue.keys.event(ids[0]),
                                       queue.keys.event("missing"), *LISTED_FIELDS)
