@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -270,53 +270,76 @@ async def fill(url: str, count: int) -> None:
     await queue.close()
 
 
-def latency(url: str, pid: int, server: RedisServer, args: argparse.Namespace) -> dict[str, float]:
-    """p50 of one connection's sequential requests, and where a request's time goes: CPU of the
-    process answering, CPU of Redis, and Redis's own time in the one script (commandstats)."""
+def latency(url: str, pid: int, server: RedisServer, seconds: float) -> dict[str, float]:
+    """One connection's sequential requests for ``seconds``: their p50, and what they cost in
+    all: CPU of the process answering, CPU of Redis, and Redis's own time in the scripts."""
     client = redis.Redis(port=server.port)
     client.config_resetstat()
     cpu, redis_cpu = cpu_seconds(pid), cpu_seconds(server.process.pid)
-    result = wrk.run(url, connections=1, duration=args.duration / 2)
-    count = max(1, result["requests"])
+    result = wrk.run(url, connections=1, duration=seconds)
     script = client.info("commandstats").get("cmdstat_evalsha", {})
     client.close()
-    return {"p50_ms": float(result["p50_ms"]),
-            "cpu_us": (cpu_seconds(pid) - cpu) / count * 1e6,
-            "redis_cpu_us": (cpu_seconds(server.process.pid) - redis_cpu) / count * 1e6,
-            "script_us": float(script.get("usec_per_call", 0.0))}
+    return {"p50_ms": float(result["p50_ms"]), "requests": float(result["requests"]),
+            "cpu_s": cpu_seconds(pid) - cpu,
+            "redis_cpu_s": cpu_seconds(server.process.pid) - redis_cpu,
+            "script_s": float(script.get("usec", 0)) / 1e6}
+
+
+def side_by_side(targets: dict[str, tuple[str, int]], server: RedisServer,
+                 seconds: float) -> dict[str, dict[str, float]]:
+    """Each target (url, pid) measured twice, in order then in reverse order, so that the
+    machine's drift (it is shared) weighs on every target alike: per target, the mean of the two
+    p50s and the costs per request (µs) of both runs together."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+    for order in (list(targets), list(reversed(targets))):
+        for name in order:
+            url, pid = targets[name]
+            runs[name].append(latency(url, pid, server, seconds / 2))
+    out = {}
+    for name, pair in runs.items():
+        count = max(1.0, sum(r["requests"] for r in pair))
+        out[name] = {"p50_ms": statistics.mean(r["p50_ms"] for r in pair)} | {
+            key.removesuffix("_s") + "_us": sum(r[key] for r in pair) / count * 1e6
+            for key in ("cpu_s", "redis_cpu_s", "script_s")}
+    return out
 
 
 async def measure_management(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {}
+    breakdown: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-mgmt-") as tmp, \
-            RedisServer(appendfsync=None) as server:
+            RedisServer(appendfsync=None) as server, ExitStack() as running:
         folder = Path(tmp)
         urls = {size: f"redis://127.0.0.1:{server.port}/{db}"
                 for db, size in enumerate((10, 100, 100_000))}
         for size, url in urls.items():
             await fill(url, size)
-        peer_port = free_port()
-        with program(["bench/peers.py", "get", "--port", str(peer_port), "--redis-url",
-                      urls[10]], peer_port, ENV, folder / "peer.log") as pid:
-            peer = latency(f"http://127.0.0.1:{peer_port}/status", pid, server, args)
-        result["peer_p50_ms"] = peer["p50_ms"]
-        breakdown: dict[str, float] = {}
+        # The peer and the three services run side by side; each endpoint is measured on the
+        # peer and on the services that its figures compare, in turn.
+        port = free_port()
+        peer = (f"http://127.0.0.1:{port}/status", running.enter_context(program(
+            ["bench/peers.py", "get", "--port", str(port), "--redis-url", urls[10]], port, ENV,
+            folder / "peer.log")))
+        services: dict[int, tuple[str, int]] = {}
         for size, url in urls.items():
             port = free_port()
             env = {**ENV, "REDIS_URL": url, "MANAGEMENT_HEALTH__PROCESSOR_WINDOW_SECONDS": "3600"}
-            with program(["-m", "management_service", "--host", "127.0.0.1", "--port", str(port)],
-                         port, env, folder / f"mgmt-{size}.log") as pid:
-                profile = start_profile(pid, "management", args) if size == 10 else None
-                for path, small in ENDPOINTS.items():
-                    if size in (10, small, 100_000):
-                        seen = latency(f"http://127.0.0.1:{port}{path}", pid, server, args)
-                        result[f"{path} {size}"] = seen["p50_ms"]
-                        if size == 10:
-                            breakdown.update(why(path, seen, peer))
-                stop_profile(profile)
-    for path, small in ENDPOINTS.items():
-        result[f"{path} ÷ peer"] = result[f"{path} 10"] / peer["p50_ms"]
-        result[f"{path} 100k ÷ {small}"] = result[f"{path} 100000"] / result[f"{path} {small}"]
+            services[size] = (f"http://127.0.0.1:{port}", running.enter_context(program(
+                ["-m", "management_service", "--host", "127.0.0.1", "--port", str(port)], port,
+                env, folder / f"mgmt-{size}.log")))
+        profile = start_profile(services[10][1], "management", args)
+        for path, small in ENDPOINTS.items():
+            targets = {"peer": peer} | {str(size): (services[size][0] + path, services[size][1])
+                                        for size in sorted({10, small, 100_000})}
+            seen = side_by_side(targets, server, args.duration / 2)
+            for size in {10, small, 100_000}:
+                result[f"{path} {size}"] = seen[str(size)]["p50_ms"]
+            result[f"{path} ÷ peer"] = seen["10"]["p50_ms"] / seen["peer"]["p50_ms"]
+            result[f"{path} 100k ÷ {small}"] = (seen["100000"]["p50_ms"]
+                                               / seen[str(small)]["p50_ms"])
+            result[f"{path} peer p50 ms"] = seen["peer"]["p50_ms"]
+            breakdown.update(why(path, seen["10"], seen["peer"]))
+        stop_profile(profile)
     return {**result, **breakdown}
 
 
