@@ -20,16 +20,40 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
-from event_queue import EventQueue, ProcessorInfo, QueueStats, QueueUnavailable
+from event_queue import EventQueue, EventSummary, ProcessorInfo, QueueStats, QueueUnavailable
 from management_service.config import HealthSettings
-from management_service.schemas import CheckOut, EventBrief, HealthOut
 
 REQUEUED = "queue:requeued_events"
 PROCESSORS = "processors:heartbeat"
 REDIS = "redis:connection"
 MEMORY = "redis:memory"
 CONSISTENCY = "queue:consistency"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One check's outcome (``GET /health`` writes it as the health-check draft's object;
+    :class:`management_service.schemas.CheckOut` documents it)."""
+
+    status: Literal["pass", "fail"]
+    observed_value: int | float | bool | None = None
+    observed_unit: str | None = None
+    output: str | None = None
+    offending_events: list[EventSummary] | None = None
+    time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The health report: ``status`` decides the HTTP status (healthy → 200, else 503).
+    :class:`management_service.schemas.HealthOut` documents its JSON."""
+
+    status: Literal["healthy", "unhealthy", "error"]
+    events_requeued: int | None  # None: unknown (Redis did not answer)
+    checks: dict[str, Check]
+    time: datetime
 
 
 @dataclass(frozen=True)
@@ -68,7 +92,7 @@ async def observe(
     return Observation(stats, (loop.time() - started) * 1000)
 
 
-async def check_health(queue: EventQueue, settings: HealthSettings) -> HealthOut:
+async def check_health(queue: EventQueue, settings: HealthSettings) -> Report:
     """The health report; its ``status`` decides the HTTP status (healthy → 200, else 503)."""
     try:
         seen = await observe(
@@ -82,13 +106,13 @@ async def check_health(queue: EventQueue, settings: HealthSettings) -> HealthOut
     return evaluate(seen, settings)
 
 
-def evaluate(seen: Observation, settings: HealthSettings) -> HealthOut:
+def evaluate(seen: Observation, settings: HealthSettings) -> Report:
     """Apply the checks to an observation."""
     now = seen.stats.redis_time
     checks = {
         REQUEUED: requeued_check(seen.stats, settings.requeued_events_allowed, now),
-        REDIS: CheckOut(status="pass", observed_value=round(seen.latency_ms, 2),
-                        observed_unit="ms", time=now),
+        REDIS: Check(status="pass", observed_value=round(seen.latency_ms, 2),
+                     observed_unit="ms", time=now),
     }
     if settings.processor_check:
         checks[PROCESSORS] = processor_check(seen, settings.processor_window_seconds, now)
@@ -97,7 +121,7 @@ def evaluate(seen: Observation, settings: HealthSettings) -> HealthOut:
     if settings.consistency_check:
         checks[CONSISTENCY] = consistency_check(seen.stats, now)
     healthy = all(c.status == "pass" for c in checks.values())
-    return HealthOut(
+    return Report(
         status="healthy" if healthy else "unhealthy",
         events_requeued=seen.stats.events_requeued,
         checks=checks,
@@ -105,28 +129,28 @@ def evaluate(seen: Observation, settings: HealthSettings) -> HealthOut:
     )
 
 
-def requeued_check(stats: QueueStats, allowed: int, now: datetime) -> CheckOut:
+def requeued_check(stats: QueueStats, allowed: int, now: datetime) -> Check:
     """Fail when more than ``allowed`` events have been requeued; name the worst of them."""
     count = stats.events_requeued
     if count <= allowed:
-        return CheckOut(status="pass", observed_value=count, observed_unit="events", time=now)
-    return CheckOut(
+        return Check(status="pass", observed_value=count, observed_unit="events", time=now)
+    return Check(
         status="fail",
         observed_value=count,
         observed_unit="events",
         output=f"{count} event(s) have been requeued (times_queued > 1); "
         "see offending_events and GET /queue/events/{event_id}",
-        offending_events=[EventBrief.of(s) for s in stats.requeued_sample],
+        offending_events=list(stats.requeued_sample),
         time=now,
     )
 
 
-def processor_check(seen: Observation, window: float, now: datetime) -> CheckOut:
+def processor_check(seen: Observation, window: float, now: datetime) -> Check:
     """Fail when events wait and no processor sent a heartbeat within ``window`` seconds."""
     alive = len(seen.processors)
     if alive or not seen.waiting:
-        return CheckOut(status="pass", observed_value=alive, observed_unit="processors", time=now)
-    return CheckOut(
+        return Check(status="pass", observed_value=alive, observed_unit="processors", time=now)
+    return Check(
         status="fail",
         observed_value=0,
         observed_unit="processors",
@@ -136,16 +160,16 @@ def processor_check(seen: Observation, window: float, now: datetime) -> CheckOut
     )
 
 
-def memory_check(stats: QueueStats, limit_percent: float, now: datetime) -> CheckOut:
+def memory_check(stats: QueueStats, limit_percent: float, now: datetime) -> Check:
     """Fail when Redis is at ``limit_percent`` of its maxmemory or above."""
     used = stats.memory_used_percent
     if used is None:
-        return CheckOut(status="pass", observed_value=stats.memory_used_bytes,
+        return Check(status="pass", observed_value=stats.memory_used_bytes,
                         observed_unit="bytes", output="Redis has no maxmemory", time=now)
     if used < limit_percent:
-        return CheckOut(status="pass", observed_value=round(used, 1), observed_unit="percent",
+        return Check(status="pass", observed_value=round(used, 1), observed_unit="percent",
                         time=now)
-    return CheckOut(
+    return Check(
         status="fail",
         observed_value=round(used, 1),
         observed_unit="percent",
@@ -156,14 +180,14 @@ def memory_check(stats: QueueStats, limit_percent: float, now: datetime) -> Chec
     )
 
 
-def consistency_check(stats: QueueStats, now: datetime) -> CheckOut:
+def consistency_check(stats: QueueStats, now: datetime) -> Check:
     """Fail when the O(1) counts show an event in no area, one placed twice, or a dedup key that
     belongs to no event."""
     problems = stats.inconsistencies
     if not problems:
-        return CheckOut(status="pass", observed_value=stats.total_events, observed_unit="events",
+        return Check(status="pass", observed_value=stats.total_events, observed_unit="events",
                         time=now)
-    return CheckOut(
+    return Check(
         status="fail",
         observed_value=stats.placed_events - stats.total_events,
         observed_unit="events misplaced",
@@ -173,8 +197,8 @@ def consistency_check(stats: QueueStats, now: datetime) -> CheckOut:
     )
 
 
-def error_report(exc: QueueUnavailable) -> HealthOut:
+def error_report(exc: QueueUnavailable) -> Report:
     """Redis could not be asked: status ``error``, nothing else known."""
     now = datetime.now(UTC)
-    check = CheckOut(status="fail", output=str(exc), time=now)
-    return HealthOut(status="error", events_requeued=None, checks={REDIS: check}, time=now)
+    check = Check(status="fail", output=str(exc), time=now)
+    return Report(status="error", events_requeued=None, checks={REDIS: check}, time=now)

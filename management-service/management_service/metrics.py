@@ -16,8 +16,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from management_service.health import Observation
-from management_service.schemas import HealthOut
+from management_service.health import Observation, Report
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -58,7 +57,7 @@ class Metrics:
                                       registry=self.registry)
         return self._queue[name]
 
-    def observed(self, seen: Observation, report: HealthOut) -> None:
+    def observed(self, seen: Observation, report: Report) -> None:
         """Set every gauge from one observation and the health report made from it."""
         stats = seen.stats
         values = {
@@ -78,7 +77,7 @@ class Metrics:
         self.healthy.set(1 if report.status == "healthy" else 0)
         self._set_checks(report)
 
-    def _set_checks(self, report: HealthOut) -> None:
+    def _set_checks(self, report: Report) -> None:
         self.checks.clear()  # a check that is turned off or not computed is not reported
         for name, check in report.checks.items():
             self.checks.labels(name).set(1 if check.status == "pass" else 0)

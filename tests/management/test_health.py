@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import httpx
 import redis.asyncio as aioredis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from event_queue import EventQueue, ExecCommand
+from event_queue import EventQueue, EventSummary, ExecCommand
+from management_service.health import Check, Report
+from management_service.schemas import HealthOut
 from tests.management.conftest import ACCOUNTS, add, claim, requeue
 
 REQUEUED = "queue:requeued_events"
@@ -191,3 +196,28 @@ async def test_redis_near_its_maxmemory_makes_it_unhealthy(
     assert "refuses new events" in check["output"]
     assert status["redis_memory_limit_bytes"] == int(used * 1.01)
     assert status["redis_memory_used_bytes"] > 0
+
+
+_TIME = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                     timezones=st.just(UTC))
+_SUMMARY = st.builds(EventSummary, event_id=st.text(), account_id=st.text(),
+                     exec_command=st.text(), times_queued=st.integers(-2**63, 2**63 - 1),
+                     created_at=st.none() | _TIME, state=st.text(), last_error=st.none() | st.text())
+_VALUE = (st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1)
+          | st.floats(-1e12, 1e12).map(lambda v: round(v, 2)))
+_CHECK = st.builds(Check, status=st.sampled_from(["pass", "fail"]), observed_value=_VALUE,
+                   observed_unit=st.none() | st.text(), output=st.none() | st.text(),
+                   offending_events=st.none() | st.lists(_SUMMARY, max_size=3),
+                   time=st.none() | _TIME)
+_REPORT = st.builds(Report, status=st.sampled_from(["healthy", "unhealthy"]),
+                    events_requeued=st.integers(0, 2**70),
+                    checks=st.dictionaries(st.text(max_size=24), _CHECK, max_size=5), time=_TIME)
+_ERROR = st.builds(lambda text, when: Report("error", None, {"redis:connection": Check(
+    "fail", output=text, time=when)}, when), st.text(), _TIME)
+
+
+@settings(max_examples=300)
+@given(report=_REPORT | _ERROR)
+def test_the_health_answer_is_written_byte_for_byte_as_its_documented_model(
+        report: Report) -> None:
+    assert HealthOut.json_of(report) == HealthOut.of(report).body()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
@@ -46,13 +44,7 @@ async def health_answer(services: Services) -> tuple[int, bytes, Headers]:
     """``GET /health``'s status, body and headers; the app's fast path answers with them too."""
     report = await check_health(services.manager.queue, services.settings.health)
     status_code = 200 if report.status == "healthy" else 503
-    if report.events_requeued is not None:  # serialised by pydantic's core, straight to bytes
-        body = report.model_dump_json(by_alias=True, exclude_none=True).encode()
-    else:
-        fields = report.model_dump(mode="json", by_alias=True, exclude_none=True)
-        fields["events_requeued"] = None  # unknown (Redis unreachable): null, never absent
-        body = json.dumps(fields, separators=(",", ":")).encode()
-    return status_code, body, _HEALTH_HEADERS
+    return status_code, HealthOut.json_of(report), _HEALTH_HEADERS
 
 
 @router.get("/health/live", response_model=LiveOut, response_class=HealthResponse,

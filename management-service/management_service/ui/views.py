@@ -8,8 +8,7 @@ from typing import Any
 
 from event_queue import Event, FinishedEvent, ListedEvent, ListedPage
 from event_queue.timeline import Step
-from management_service.health import Observation
-from management_service.schemas import HealthOut
+from management_service.health import Observation, Report
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Overview:
     redis_time: datetime
 
 
-def overview(seen: Observation, report: HealthOut, waiting: ListedPage,
+def overview(seen: Observation, report: Report, waiting: ListedPage,
              running: ListedPage) -> Overview:
     """The overview from one observation, its health report and the two listings."""
     stats = seen.stats
