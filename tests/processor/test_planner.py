@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from event_processor.config import CommissionConfig
@@ -284,7 +284,10 @@ def test_when_cash_allows_every_symbol_ends_within_one_share_of_its_target(case:
             assert line.planned < 1
 
 
-@settings(max_examples=400, deadline=None)
+# About a third of these cases are cash-limited (measured: 191 of 600), the others are skipped;
+# Hypothesis's first, simplest draws are rarely limited, which sometimes tripped its
+# filter_too_much check (9 kept of 59): the check is off, the 400 kept examples stay.
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(cases(invested=True))
 def test_when_cash_is_short_no_further_share_fits(case: Case) -> None:
     plan = case.plan()
