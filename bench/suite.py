@@ -306,7 +306,6 @@ def side_by_side(targets: dict[str, tuple[str, int]], server: RedisServer,
 
 async def measure_management(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    breakdown: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-mgmt-") as tmp, \
             RedisServer(appendfsync=None) as server, ExitStack() as running:
         folder = Path(tmp)
@@ -338,9 +337,9 @@ async def measure_management(args: argparse.Namespace) -> dict[str, Any]:
             result[f"{path} 100k ÷ {small}"] = (seen["100000"]["p50_ms"]
                                                / seen[str(small)]["p50_ms"])
             result[f"{path} peer p50 ms"] = seen["peer"]["p50_ms"]
-            breakdown.update(why(path, seen["10"], seen["peer"]))
+            result.update(why(path, seen["10"], seen["peer"]))
         stop_profile(profile)
-    return {**result, **breakdown}
+    return result
 
 
 def why(path: str, ours: dict[str, float], peer: dict[str, float]) -> dict[str, float]:

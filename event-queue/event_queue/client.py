@@ -83,6 +83,7 @@ DEFAULT_OPERATION_MARKER_SECONDS = 600.0
 _PAGE_SCAN = 500
 # What a listing reads each record as: the whole Event, or what a listing shows of it.
 _Read = TypeVar("_Read", Event, ListedEvent)
+_Page = TypeVar("_Page", EventPage, ListedPage)
 
 
 class ListFilters(TypedDict, total=False):
@@ -754,49 +755,35 @@ class EventQueue:
         most one live event per command, so account filters read a handful of records. A state *and*
         command filter without an account walks the smaller of the two (callers may cap it).
         """
-        events, total, limit, offset = await self._list(decode_event, **filters)
-        return EventPage(events, total, limit, offset)
+        return await self._list(decode_event, EventPage, **filters)
 
     @_translate_errors
     async def listing(self, **filters: Unpack[ListFilters]) -> ListedPage:
         """:meth:`list`, each event read as a listing shows it (:class:`ListedEvent`: no data,
         result or timeline), which for a page of 100 takes a fraction of the time."""
-        events, total, limit, offset = await self._list(decode_listed, **filters)
-        return ListedPage(events, total, limit, offset)
+        return await self._list(decode_listed, ListedPage, **filters)
 
     async def _list(
         self,
         decode: Callable[[str, dict[str, str]], _Read],
+        page: Callable[[builtins.list[_Read], int, int, int], _Page],
         *,
         state: EventState | None = None,
         account_id: str | None = None,
         exec_command: str | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> tuple[builtins.list[_Read], int, int, int]:
-        """The events of the page, each read by ``decode``, how many match the filters, and the
-        page's limit and offset."""
-        events, total = await self._matching(decode, state, account_id, exec_command, limit,
-                                             offset)
-        return events, total, limit, offset
-
-    async def _matching(
-        self,
-        decode: Callable[[str, dict[str, str]], _Read],
-        state: EventState | None,
-        account_id: str | None,
-        exec_command: str | None,
-        limit: int,
-        offset: int,
-    ) -> tuple[builtins.list[_Read], int]:
+    ) -> _Page:
+        """The page (made by ``page`` from its events, the number matching, limit and offset),
+        each event read by ``decode``."""
         if account_id is not None:
             ids = await self.redis.zrange(self.keys.by_account(account_id), 0, -1)
             matching = [e for e in await self._fetch(ids, decode)
                         if _matches(e, state, exec_command)]
-            return matching[offset:offset + limit], len(matching)
+            return page(matching[offset:offset + limit], len(matching), limit, offset)
         if state is not None and exec_command is not None:
-            return await self._walk_command(decode, state, exec_command, limit=limit,
-                                            offset=offset)
+            matching = await self._walk_command(decode, state, exec_command)
+            return page(matching[offset:offset + limit], len(matching), limit, offset)
         if state is not None:
             index = self._area(state)
         else:
@@ -805,7 +792,7 @@ class EventQueue:
                               [offset, offset + limit - 1, self.keys.event(""), *_reads(decode)])
         events = [decode(str(event_id), _fields(flat))
                   for event_id, flat in zip(raw[1::2], raw[2::2], strict=True) if flat]
-        return events, int(raw[0])
+        return page(events, int(raw[0]), limit, offset)
 
     async def _page(self, index: str, start: int, stop: int) -> tuple[int, builtins.list[str]]:
         raw = await self._run("page", [index], [start, stop])
@@ -813,10 +800,11 @@ class EventQueue:
 
     async def _walk_command(
         self, decode: Callable[[str, dict[str, str]], _Read], state: EventState,
-        exec_command: str, *, limit: int, offset: int
-    ) -> tuple[builtins.list[_Read], int]:
-        """Both filters without an account: walk the smaller of the state's area and the
-        command's index, filtering on the other field. Cost O(min of the two sizes)."""
+        exec_command: str
+    ) -> builtins.list[_Read]:
+        """Both filters without an account: every matching event, found by walking the smaller
+        of the state's area and the command's index, filtering on the other field. Cost O(min of
+        the two sizes)."""
         area, by_command = self._area(state), self.keys.by_command(exec_command)
         area_size, _ = await self._page(area, 0, 0)
         command_size, _ = await self._page(by_command, 0, 0)
@@ -830,7 +818,7 @@ class EventQueue:
             matching += [e for e in await self._fetch(ids, decode)
                          if _matches(e, state, exec_command)]
             start += _PAGE_SCAN
-        return matching[offset:offset + limit], len(matching)
+        return matching
 
     async def _fetch(
         self, wanted: Iterable[str], decode: Callable[[str, dict[str, str]], _Read]

@@ -25,9 +25,9 @@ from management_service.fast_paths import FastPath, serve
 from management_service.metrics import Metrics
 from management_service.middleware import BodySizeLimit
 from management_service.openapi import install_openapi
-from management_service.queue_manager import QueueManager
+from management_service.queue_manager import EventFilters, QueueManager
 from management_service.routes import ROUTERS
-from management_service.routes.events import ListQuery, list_answer
+from management_service.routes.events import list_answer
 from management_service.routes.health import health_answer
 from management_service.routes.queue import status_answer
 
@@ -83,7 +83,7 @@ def _startup_fields(settings: Settings) -> dict[str, Any]:
 FAST_PATHS = {
     "/health": FastPath(None, health_answer),
     "/queue/status": FastPath(Access.READ, status_answer),
-    "/queue/events": FastPath(Access.READ, list_answer, ListQuery),
+    "/queue/events": FastPath(Access.READ, list_answer, EventFilters),
 }
 
 

@@ -165,10 +165,10 @@ def memory_check(stats: QueueStats, limit_percent: float, now: datetime) -> Chec
     used = stats.memory_used_percent
     if used is None:
         return Check(status="pass", observed_value=stats.memory_used_bytes,
-                        observed_unit="bytes", output="Redis has no maxmemory", time=now)
+                     observed_unit="bytes", output="Redis has no maxmemory", time=now)
     if used < limit_percent:
         return Check(status="pass", observed_value=round(used, 1), observed_unit="percent",
-                        time=now)
+                     time=now)
     return Check(
         status="fail",
         observed_value=round(used, 1),
@@ -186,7 +186,7 @@ def consistency_check(stats: QueueStats, now: datetime) -> Check:
     problems = stats.inconsistencies
     if not problems:
         return Check(status="pass", observed_value=stats.total_events, observed_unit="events",
-                        time=now)
+                     time=now)
     return Check(
         status="fail",
         observed_value=stats.placed_events - stats.total_events,

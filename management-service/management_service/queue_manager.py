@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from event_queue import (
     Event,
     EventQueue,
@@ -24,7 +26,7 @@ from event_queue import (
     RepairReport,
 )
 from event_queue.accounts import Accounts
-from event_queue.events import new_event_id
+from event_queue.events import ACCOUNT_ID_REGEX, new_event_id
 from event_queue.requests import EventRequest
 from management_service.errors import DuplicateEvent, FilterTooBroad, ManualEventsDisabled
 from management_service.health import Observation, observe
@@ -43,15 +45,18 @@ class Operator:
     client: str
 
 
-@dataclass(frozen=True)
-class EventFilters:
-    """The filters of ``GET /queue/events``."""
+class EventFilters(BaseModel):
+    """The filters of ``GET /queue/events``: its route declares its query parameters with this
+    model and its fast path validates with it, so both read a query the same way."""
 
-    state: EventState | None = None
-    account_id: str | None = None
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    state: EventState | None = Field(default=None,
+                                     description="queued, processing or retry_wait")
+    account_id: str | None = Field(default=None, pattern=ACCOUNT_ID_REGEX)
     exec_command: ExecCommand | None = None
-    limit: int = 100
-    offset: int = 0
+    limit: int = Field(default=100, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=1_000_000_000)
 
 
 class QueueManager:

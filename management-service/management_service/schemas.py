@@ -320,23 +320,23 @@ class HealthOut(_Out):
 
 
 def _check_fields(check: Check) -> dict[str, Any]:
-    """A check as CheckOut writes it: by alias, without null fields."""
-    fields: dict[str, Any] = {"status": check.status}
-    for name, value in (("observedValue", check.observed_value),
-                        ("observedUnit", check.observed_unit), ("output", check.output)):
-        if value is not None:
-            fields[name] = value
-    if check.offending_events is not None:
-        fields["offending_events"] = [
-            {name: value for name, value in (
-                ("event_id", e.event_id), ("account_id", e.account_id),
-                ("exec_command", e.exec_command), ("times_queued", e.times_queued),
-                ("state", e.state), ("created_at", e.created_at), ("last_error", e.last_error))
-             if value is not None}
-            for e in check.offending_events]
-    if check.time is not None:
-        fields["time"] = check.time
+    """A check as CheckOut writes it: its fields by alias, in its order, without null ones; the
+    offending events as EventBrief writes them."""
+    fields: dict[str, Any] = {}
+    for name, key in _CHECK_KEYS:
+        value = getattr(check, name)
+        if value is None:
+            continue
+        if name == "offending_events":
+            value = [{field: v for field in _BRIEF_FIELDS if (v := getattr(e, field)) is not None}
+                     for e in value]
+        fields[key] = value
     return fields
+
+
+# The documented models' fields (an EventSummary has EventBrief's): one list for both writers.
+_CHECK_KEYS = tuple((name, info.alias or name) for name, info in CheckOut.model_fields.items())
+_BRIEF_FIELDS = tuple(EventBrief.model_fields)
 
 
 class LiveOut(_Out):

@@ -6,10 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
 
-from event_queue import EventState, ExecCommand
-from event_queue.events import ACCOUNT_ID_REGEX
 from event_queue.requests import EventRequest
 from management_service.bodies import StrictJsonRoute
 from management_service.deps import READ_ACCESS, ManagerDep, OperatorDep, Services, ServicesDep
@@ -35,31 +32,15 @@ router = APIRouter(prefix="/queue/events", tags=["events"], dependencies=[READ_A
 EventId = Annotated[str, Path(min_length=1, max_length=128, description="the event's id")]
 
 
-class ListQuery(BaseModel):
-    """``GET /queue/events``'s query parameters: the route declares them with this model and the
-    fast path validates with it, so both read a query the same way."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    state: EventState | None = Field(default=None,
-                                     description="queued, processing or retry_wait")
-    account_id: str | None = Field(default=None, pattern=ACCOUNT_ID_REGEX)
-    exec_command: ExecCommand | None = None
-    limit: int = Field(default=100, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0, le=1_000_000_000)
-
-
 @router.get("", response_model=EventList, responses=UNAVAILABLE)
-async def list_events(services: ServicesDep, query: Annotated[ListQuery, Query()]) -> Response:
+async def list_events(services: ServicesDep,
+                      filters: Annotated[EventFilters, Query()]) -> Response:
     """Events oldest first, with their retry counts and last errors."""
-    return as_response(*await list_answer(services, query))
+    return as_response(*await list_answer(services, filters))
 
 
-async def list_answer(services: Services, query: ListQuery) -> tuple[int, bytes, Headers]:
+async def list_answer(services: Services, filters: EventFilters) -> tuple[int, bytes, Headers]:
     """``GET /queue/events``'s answer; the app's fast path answers with it too."""
-    filters = EventFilters(state=query.state, account_id=query.account_id,
-                           exec_command=query.exec_command, limit=query.limit,
-                           offset=query.offset)
     page = await services.manager.list_events(filters)
     return 200, EventList.json_of(page), JSON_HEADERS
 
