@@ -127,6 +127,34 @@ def runs_by_event(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
     return grouped
 
 
+def interrupted_claims(
+    runs: dict[str, list[dict[str, Any]]], killed: set[int],
+) -> set[tuple[str, int]]:
+    """(event id, times_queued) of every claim a killed process started and never finished."""
+    return {(event_id, r["times_queued"]) for event_id, lines in runs.items() for r in lines
+            if r["what"] == "start" and r["pid"] in killed
+            and not any(e["what"] in ("end", "fail") and e["times_queued"] == r["times_queued"]
+                        for e in lines)}
+
+
+def not_run_again(
+    runs: dict[str, list[dict[str, Any]]], interrupted: set[tuple[str, int]],
+    final_times_queued: dict[str, int],
+) -> set[tuple[str, int]]:
+    """The interrupted claims whose event did not start again, requeued at a higher times_queued
+    (``final_times_queued``: each finished event's count)."""
+    return {(event_id, count) for event_id, count in interrupted
+            if final_times_queued.get(event_id, 0) <= count
+            or not any(r["what"] == "start" and r["times_queued"] > count for r in runs[event_id])}
+
+
+def claimed_twice(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Events whose command started twice at one times_queued (two claims of one queueing)."""
+    return [event_id for event_id, lines in runs.items()
+            if len(starts := [r["times_queued"] for r in lines if r["what"] == "start"])
+            != len(set(starts))]
+
+
 async def wait_until(
     check: Callable[[], Awaitable[bool]], *, timeout: float, interval: float = 0.05
 ) -> None:

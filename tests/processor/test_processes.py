@@ -26,7 +26,15 @@ from event_queue import (
 from event_queue.invariants import assert_consistent
 from event_queue.redis_server import RedisServer
 from tests.processor.conftest import SpawnProcessor
-from tests.processor.harness import ProcessorProcess, read_records, runs_by_event, wait_until
+from tests.processor.harness import (
+    ProcessorProcess,
+    claimed_twice,
+    interrupted_claims,
+    not_run_again,
+    read_records,
+    runs_by_event,
+    wait_until,
+)
 
 COMMANDS = [c.value for c in ExecCommand]
 
@@ -172,17 +180,12 @@ async def sigkill_chaos(
     await assert_consistent(queue.redis)  # no orphaned dedup key
     runs = runs_by_event(read_records(record))
     assert all(any(r["what"] == "end" for r in runs[i]) for i in ids)
-    for i in ids:  # a claim runs the command once; every later claim counts one more queueing
-        claims = [r["times_queued"] for r in runs[i] if r["what"] == "start"]
-        assert len(claims) == len(set(claims)), runs[i]
-    interrupted = {(i, r["times_queued"]) for i in ids for r in runs[i]
-                   if r["what"] == "start" and r["pid"] in killed
-                   and not any(e["what"] in ("end", "fail") and e["times_queued"] == r["times_queued"]
-                               for e in runs[i])}
+    assert not claimed_twice(runs)  # a claim runs the command once; a later one counts one more
+    interrupted = interrupted_claims(runs, killed)
     assert len({i for i, _ in interrupted}) >= kills // 2, "the kills should hit running commands"
-    for i, times_queued in interrupted:  # it ran again, requeued with times_queued + 1 (or more)
-        assert history[i].times_queued > times_queued, runs[i]
-        assert any(r["what"] == "start" and r["times_queued"] > times_queued for r in runs[i]), runs[i]
+    final = {i: event.times_queued for i, event in history.items()}
+    assert not (missed := not_run_again(runs, interrupted, final)), [runs[i] for i, _ in missed]
+
 
 @pytest.fixture
 async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
