@@ -65,6 +65,8 @@ from event_queue.stats import (
     EventPage,
     ListedPage,
     LockRenewal,
+    Page,
+    PageEvent,
     ProcessorInfo,
     QueueStats,
     RepairReport,
@@ -81,9 +83,6 @@ _MIGRATE_BATCH = 500
 DEFAULT_IDEMPOTENCY_SECONDS = 24 * 3600
 DEFAULT_OPERATION_MARKER_SECONDS = 600.0
 _PAGE_SCAN = 500
-# What a listing reads each record as: the whole Event, or what a listing shows of it.
-_Read = TypeVar("_Read", Event, ListedEvent)
-_Page = TypeVar("_Page", EventPage, ListedPage)
 
 
 class ListFilters(TypedDict, total=False):
@@ -755,35 +754,33 @@ class EventQueue:
         most one live event per command, so account filters read a handful of records. A state *and*
         command filter without an account walks the smaller of the two (callers may cap it).
         """
-        return await self._list(decode_event, EventPage, **filters)
+        return await self._list(decode_event, **filters)
 
     @_translate_errors
     async def listing(self, **filters: Unpack[ListFilters]) -> ListedPage:
         """:meth:`list`, each event read as a listing shows it (:class:`ListedEvent`: no data,
         result or timeline), which for a page of 100 takes a fraction of the time."""
-        return await self._list(decode_listed, ListedPage, **filters)
+        return await self._list(decode_listed, **filters)
 
     async def _list(
         self,
-        decode: Callable[[str, dict[str, str]], _Read],
-        page: Callable[[builtins.list[_Read], int, int, int], _Page],
+        decode: Callable[[str, dict[str, str]], PageEvent],
         *,
         state: EventState | None = None,
         account_id: str | None = None,
         exec_command: str | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> _Page:
-        """The page (made by ``page`` from its events, the number matching, limit and offset),
-        each event read by ``decode``."""
+    ) -> Page[PageEvent]:
+        """The page, each event read by ``decode``."""
         if account_id is not None:
             ids = await self.redis.zrange(self.keys.by_account(account_id), 0, -1)
             matching = [e for e in await self._fetch(ids, decode)
                         if _matches(e, state, exec_command)]
-            return page(matching[offset:offset + limit], len(matching), limit, offset)
+            return Page(matching[offset:offset + limit], len(matching), limit, offset)
         if state is not None and exec_command is not None:
             matching = await self._walk_command(decode, state, exec_command)
-            return page(matching[offset:offset + limit], len(matching), limit, offset)
+            return Page(matching[offset:offset + limit], len(matching), limit, offset)
         if state is not None:
             index = self._area(state)
         else:
@@ -792,16 +789,16 @@ class EventQueue:
                               [offset, offset + limit - 1, self.keys.event(""), *_reads(decode)])
         events = [decode(str(event_id), _fields(flat))
                   for event_id, flat in zip(raw[1::2], raw[2::2], strict=True) if flat]
-        return page(events, int(raw[0]), limit, offset)
+        return Page(events, int(raw[0]), limit, offset)
 
     async def _page(self, index: str, start: int, stop: int) -> tuple[int, builtins.list[str]]:
         raw = await self._run("page", [index], [start, stop])
         return int(raw[0]), [str(i) for i in raw[1:]]
 
     async def _walk_command(
-        self, decode: Callable[[str, dict[str, str]], _Read], state: EventState,
+        self, decode: Callable[[str, dict[str, str]], PageEvent], state: EventState,
         exec_command: str
-    ) -> builtins.list[_Read]:
+    ) -> builtins.list[PageEvent]:
         """Both filters without an account: every matching event, found by walking the smaller
         of the state's area and the command's index, filtering on the other field. Cost O(min of
         the two sizes)."""
@@ -810,7 +807,7 @@ class EventQueue:
         command_size, _ = await self._page(by_command, 0, 0)
         index = area if area_size <= command_size else by_command
         start = 0
-        matching: builtins.list[_Read] = []
+        matching: builtins.list[PageEvent] = []
         while True:
             _, ids = await self._page(index, start, start + _PAGE_SCAN - 1)
             if not ids:
@@ -821,10 +818,10 @@ class EventQueue:
         return matching
 
     async def _fetch(
-        self, wanted: Iterable[str], decode: Callable[[str, dict[str, str]], _Read]
-    ) -> builtins.list[_Read]:
+        self, wanted: Iterable[str], decode: Callable[[str, dict[str, str]], PageEvent]
+    ) -> builtins.list[PageEvent]:
         ids = builtins.list(wanted)
-        events: builtins.list[_Read] = []
+        events: builtins.list[PageEvent] = []
         for start in range(0, len(ids), _PAGE_SCAN):
             chunk = ids[start:start + _PAGE_SCAN]
             records = await self._run("fetch", [self.keys.event(i) for i in chunk],

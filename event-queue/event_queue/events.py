@@ -208,8 +208,7 @@ def decode_event(event_id: str, fields: dict[str, str]) -> Event:
             claim_token=fields.get("claim") or None,
             **_progress(fields),
         )
-    except (KeyError, ValueError, TypeError, ValidationError, OverflowError, OSError,
-            RecursionError) as exc:
+    except (KeyError, TypeError, ValidationError, RecursionError, *_OUT_OF_RANGE) as exc:
         return _malformed(event_id, fields, exc)
 
 

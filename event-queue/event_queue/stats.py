@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from event_queue.events import Event, EventState, ListedEvent, ms_to_datetime
 
@@ -103,25 +103,22 @@ class QueueStats:
         return 100.0 * self.memory_used_bytes / self.memory_limit_bytes
 
 
+# What a page holds: whole events, or events as a listing shows them.
+PageEvent = TypeVar("PageEvent", Event, ListedEvent)
+
+
 @dataclass(frozen=True)
-class EventPage:
+class Page(Generic[PageEvent]):
     """One page of a listing and the number of events matching the filters."""
 
-    events: list[Event]
+    events: list[PageEvent]
     total: int
     limit: int
     offset: int
 
 
-@dataclass(frozen=True)
-class ListedPage:
-    """One page of a listing as ``GET /queue/events`` shows it, and the number of events
-    matching the filters."""
-
-    events: list[ListedEvent]
-    total: int
-    limit: int
-    offset: int
+EventPage = Page[Event]
+ListedPage = Page[ListedEvent]  # as ``GET /queue/events`` shows it
 
 
 LockRenewal = Literal["ok", "retaken"]

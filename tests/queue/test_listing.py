@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from event_queue import EventQueue, EventState, ExecCommand, ListedEvent, NewEvent, scripts
@@ -54,7 +54,7 @@ _DAMAGED = st.builds(lambda good, bad: {**good, **bad}, _WELL_FORMED,
                      st.dictionaries(st.sampled_from(_FIELDS), _TEXT, min_size=1, max_size=2))
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500)
 @given(fields=_ANY_RECORD | _WELL_FORMED | _DAMAGED)
 def test_a_listing_reads_every_record_as_the_full_decoder_does(fields: dict[str, str]) -> None:
     full = decode_event("e1", fields)  # never raises, whatever the record holds
