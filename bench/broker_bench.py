@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC_PATHS = [str(ROOT / "event-queue"), str(ROOT / "event-broker")]
 sys.path[:0] = [p for p in SRC_PATHS if p not in sys.path]
 
-from event_queue.requests import EventRequest  # noqa: E402 - after the path set-up
+from event_queue.redis_server import free_port  # noqa: E402 - after the path set-up
+from event_queue.requests import EventRequest  # noqa: E402
 
 TOKEN = "bench-token-0123456789abcdef"
 COMMANDS = ("rebalance", "print-rebalance", "print-positions", "print-equity", "print-orders",
@@ -132,12 +133,6 @@ def run_load(port: int, connections: int, warmup: float, duration: float) -> Non
 
 
 # -- orchestration -------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def write_accounts(path: Path) -> None:
     lines = ["accounts:"] + [f"  - account_id: {account_id(n)}" for n in range(ACCOUNTS)]

@@ -10,6 +10,7 @@ Nothing is downloaded.
 from __future__ import annotations
 
 import importlib.util
+import random
 import shutil
 import signal
 import socket
@@ -115,10 +116,35 @@ def default_binary() -> RedisBinary:
     return binaries[0]
 
 
+# Ports for servers started later are picked below the kernel's ephemeral range: a port the
+# kernel hands out (bind to port 0) comes from that range, and until the server binds it, any
+# outgoing connection may take it as its source port (seen: a service of the local stack found
+# its port in use).
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LISTEN_PORTS = 12_000  # how many ports below the ephemeral range to pick from
+_ports = random.Random()  # its own generator: tests seed the shared one
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port on 127.0.0.1 that nothing is bound to now, for a server to listen on soon."""
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = _ports.randrange(max(1024, low - _LISTEN_PORTS), low) if low > 2048 else 0
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (0 when unknown: the kernel picks)."""
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def kill_process(process: subprocess.Popen[bytes] | None) -> None:

@@ -220,3 +220,18 @@ async def test_unreachable_redis_is_described_so_an_operator_can_act(url: str, r
     where = url.split("//", 1)[1].rsplit("/", 1)[0] if url.startswith("redis") else \
         "/nonexistent/redis.sock"
     assert str(caught.value) == f"queue unavailable: cannot connect to Redis at {where}: {reason}"
+
+
+def test_free_ports_are_below_the_ephemeral_range_and_skip_a_taken_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A port the kernel could give an outgoing connection as its source port is never picked.
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [redis_server.free_port() for _ in range(50)]
+    assert all(1024 <= p < low for p in ports), ports
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports[0]))
+        other = next(p for p in ports if p != ports[0])
+        picks = iter([ports[0], other])  # the first pick is in use: the next one is taken
+        monkeypatch.setattr(redis_server._ports, "randrange", lambda *_: next(picks))
+        assert redis_server.free_port() == other

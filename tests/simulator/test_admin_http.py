@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ from pathlib import Path
 import httpx
 import ib_async
 import pytest
+
+from event_queue.redis_server import free_port
 
 from .conftest import ACCT_A, ACCT_B, done, stock, until
 
@@ -77,14 +78,8 @@ async def test_http_faults_and_auction_reach_clients(lib, connect, http):
     assert (await http.post("/faults/clear")).json() == {"ok": True}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_cli_serves_api_and_admin():
-    port, admin_port = _free_port(), _free_port()
+    port, admin_port = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "ibkr_simulator", "--port", str(port), "--admin-port",
          str(admin_port), "--accounts", str(ROOT / "ibkr-simulator" / "accounts.demo.yaml")],
